@@ -1,0 +1,1 @@
+"""django-vps components: settings, rendering, and the Pulumi components that compose a site."""

@@ -1,0 +1,624 @@
+"""All configuration, read once and validated before any resource exists.
+
+Defaults come from Pulumi.yaml's `config:` block so the declaration and the program never disagree.
+Every bad value stops the program with one line naming the setting, the value (never a secret's) and
+what is accepted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import pulumi
+import yaml
+from cryptography.hazmat.primitives.serialization import (
+    load_ssh_private_key,
+    load_ssh_public_key,
+)
+from publicsuffixlist import PublicSuffixList
+
+PROJECT = "django-vps"
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
+
+IMAGES = ("debian-12", "debian-13", "ubuntu-24.04")
+LOCATIONS = ("fsn1", "nbg1", "hel1", "ash", "hil", "sin")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEPENDENCY_MODES = ("auto", "uv", "requirements")
+ACME_SERVERS = {
+    "production": "https://acme-v02.api.letsencrypt.org/directory",
+    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+# Published at https://api.github.com/meta (ssh_keys); pinned so the server never trusts on first use.
+GITHUB_HOST_KEYS = (
+    "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+    "github.com ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEez"
+    "OmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=",
+    "github.com ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQCj7ndNxQowgcQnjshcLrqPEiiphnt+VTTvDP6mHBL9j1aNUkY4"
+    "Ue1gvwnGLVlOhGeYrnZaMgRK6+PKCUXaDbC7qtbW8gIkhL7aGCsOr/C56SJMy/BCZfxd1nWzAOxSDPgVsmerOBYfNqltV9/hW"
+    "CqBywINIR+5dIg6JTJ72pcEpEjcYgXkE2YEFXV1JHnsKgbLWNlhScqb2UmyRkQyytRLtL+38TGxkxCflmO+5Z8CSSNY7GidjM"
+    "IZ7Q4zMjA2n1nGrlTDkzwDCsw+wqFPGQA179cnfGWOWRVruj16z6XyvxvjJwbz0wQZ75XK5tKSb7FNyeIEs4TT4jk+S4dhPeA"
+    "UC5y+bDYirYgM4GC7uEnztnZyaVWQ7B381AK4Qdrwt51ZqExKbQpTUNn+EjqoTwvqNj4kqx5QUCI0ThS/YkOxJCXmPUWZbhj"
+    "pCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=",
+)
+# Settings that describe a Hetzner server: meaningless (so an error) together with existingHost.
+SERVER_ONLY_SETTINGS = ("serverType", "location", "backups", "adminSshKeys")
+# Variables the program writes into Django's .env itself; the user's extra ones may not clash.
+MANAGED_ENV = frozenset(
+    {
+        "SECRET_KEY",
+        "DEBUG",
+        "ALLOWED_HOSTS",
+        "CSRF_TRUSTED_ORIGINS",
+        "LOGS_DIR",
+        "LOG_FILENAME",
+        "LOG_SIZE",
+        "LOG_ROTATE",
+        "LOG_LEVEL",
+    }
+)
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_APP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_WSGI = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![./])$")
+_BODY_SIZE = re.compile(r"^[0-9]{1,6}[kKmMgG]?$")
+_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SERVER_TYPE = re.compile(r"^(cx|cpx|cax|ccx)[0-9]{2}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CLONE_SCP = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^\s]+)$")
+
+
+class SettingError(pulumi.RunError):
+    """A bad setting: one line naming it, the bad value and what is accepted."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{PROJECT}:{key}: {problem}")
+
+
+@dataclass(frozen=True)
+class HetznerServer:
+    """A new Hetzner Cloud server that the stack creates."""
+
+    server_type: str
+    """Hetzner server type, e.g. cx23."""
+    image: str
+    """One of IMAGES."""
+    location: str
+    """One of LOCATIONS."""
+    backups: bool
+    """Hetzner automatic backups on or off."""
+    admin_ssh_keys: tuple[str, ...]
+    """The user's own public keys, allowed to log in as root."""
+
+
+@dataclass(frozen=True)
+class ExistingHost:
+    """A server the user already has: no Hetzner resources; we log in with the user's key."""
+
+    address: str
+    """IP address or hostname."""
+    user: str
+    """Login user: root, or a user with passwordless sudo."""
+    host_key: str
+    """Pinned SSH host public key, "type base64"."""
+    private_key: pulumi.Output[str]
+    """Secret: the private key that logs in."""
+    image: str
+    """The distribution the host runs, one of IMAGES."""
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The seed's Django logging variables (LOGS_DIR, LOG_FILENAME, LOG_SIZE, LOG_ROTATE, LOG_LEVEL)."""
+
+    directory: str
+    filename: str
+    size_mb: int
+    rotate: int
+    level: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the program, validated. Components receive this, never raw config."""
+
+    domain: str
+    """The site's domain."""
+    repository: str
+    """GitHub owner/name."""
+    branch: str
+    """Deployed branch."""
+    clone_url: str
+    """SSH URL the server clones from."""
+    clone_host_keys: tuple[str, ...]
+    """known_hosts lines for the clone host."""
+    app_name: str
+    """Names the app directory, socket, supervisor program and log file."""
+    user: str
+    """Unix user that owns and runs the app."""
+    wsgi_application: str
+    """module.path:callable for gunicorn."""
+    dependencies: Literal["auto", "uv", "requirements"]
+    """How Python dependencies are installed."""
+    uv_group: str
+    """The uv group with production packages."""
+    gunicorn_workers: int
+    """0 = derived from the server's cores."""
+    server: HetznerServer | None
+    """Set when the stack creates a Hetzner server."""
+    existing_host: ExistingHost | None
+    """Set when the stack provisions a server the user already has."""
+    manage_dns: bool
+    """Create A/AAAA records in Hetzner DNS."""
+    dns_zone: str
+    """The zone holding the domain."""
+    create_dns_zone: bool
+    """Create the zone too."""
+    letsencrypt_email: str
+    """Contact for the ACME account."""
+    acme_server: str
+    """ACME directory URL."""
+    client_max_body_size: str
+    """nginx client_max_body_size."""
+    logs: LogSettings
+    """Django logging settings."""
+    django_env: tuple[tuple[str, str], ...]
+    """Extra plain variables for Django's .env."""
+    django_secret_env: tuple[tuple[str, pulumi.Output[str]], ...]
+    """Extra secret variables for Django's .env."""
+    django_secret_key: pulumi.Output[str] | None
+    """SECRET_KEY when given; None means the stack generates one."""
+    deploy_workflow: bool
+    """Commit the GitHub Actions deploy workflow into the repository."""
+    github_token: pulumi.Output[str] | None = field(default=None)
+    """Secret: github:token, for the explicit GitHub provider (None: GITHUB_TOKEN from the environment)."""
+
+    @property
+    def image(self) -> str:
+        return self.server.image if self.server else self.existing_host.image  # type: ignore[union-attr]
+
+    @property
+    def repository_owner(self) -> str:
+        return self.repository.split("/", 1)[0]
+
+    @property
+    def repository_name(self) -> str:
+        return self.repository.split("/", 1)[1]
+
+    @property
+    def home(self) -> str:
+        return f"/home/{self.user}"
+
+    @property
+    def app_dir(self) -> str:
+        return f"{self.home}/{self.app_name}"
+
+    @property
+    def bin_dir(self) -> str:
+        return f"{self.home}/bin"
+
+    @property
+    def run_script(self) -> str:
+        return f"{self.bin_dir}/run.sh"
+
+    @property
+    def deploy_script(self) -> str:
+        return f"{self.bin_dir}/deploy.sh"
+
+    @property
+    def socket_path(self) -> str:
+        # In the user's home, not /tmp: no other user can create or replace it there.
+        return f"{self.home}/run/{self.app_name}.sock"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.domain}"
+
+    @property
+    def dns_record_name(self) -> str:
+        """The record's name relative to the zone: "@" for the apex."""
+        if self.domain == self.dns_zone:
+            return "@"
+        return self.domain[: -len(self.dns_zone) - 1]
+
+
+@cache
+def declared_config() -> dict[str, dict[str, Any]]:
+    """The `config:` block of Pulumi.yaml: type, default, description per setting."""
+    return yaml.safe_load(PROJECT_FILE.read_text())["config"]
+
+
+class _Reader:
+    """Reads raw config values with Pulumi.yaml's defaults and type checks."""
+
+    def __init__(self, raw: Callable[[str], Any]) -> None:
+        self._raw = raw
+
+    def explicit(self, key: str) -> Any:
+        """The value as configured, or None when unset."""
+        value = self._raw(f"{PROJECT}:{key}")
+        return None if value is None else value
+
+    def value(self, key: str) -> Any:
+        declared = declared_config()[key]
+        raw = self.explicit(key)
+        if raw is None:
+            if "default" not in declared:
+                raise SettingError(key, f"is required: {declared['description']} (pulumi config set {key} <value>)")
+            return declared["default"]
+        return _parse(key, declared["type"], raw)
+
+    def string(self, key: str) -> str:
+        return self.value(key).strip()
+
+    def differs_from_default(self, key: str) -> bool:
+        return self.explicit(key) is not None and self.value(key) != declared_config()[key].get("default")
+
+
+def _parse(key: str, kind: str, raw: Any) -> Any:
+    """Config arrives as strings (or JSON for arrays); convert to the declared type."""
+    if kind == "string":
+        return str(raw)
+    if kind == "integer":
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise SettingError(key, f"{str(raw)!r} is not a whole number") from None
+    if kind == "boolean":
+        text = str(raw).strip().lower()
+        if text not in ("true", "false"):
+            raise SettingError(key, f"{str(raw)!r} is not a boolean: use true or false")
+        return text == "true"
+    if kind == "array":
+        value = raw
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = None
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise SettingError(key, f"must be a list of strings (pulumi config set --path '{key}[0]' <value>)")
+        return [item.strip() for item in value]
+    raise AssertionError(f"Pulumi.yaml declares unknown type {kind!r} for {key}")
+
+
+def validate_domain(key: str, domain: str) -> str:
+    if not domain:
+        raise SettingError(key, "is empty: give a domain such as blog.com")
+    if not domain.isascii():
+        raise SettingError(
+            key, f"{domain!r} is not ASCII: give an internationalised domain in its punycode form (xn--...)"
+        )
+    problem = None
+    if domain != domain.lower():
+        problem = "has uppercase letters: use lowercase"
+    elif domain.endswith("."):
+        problem = "ends with a dot: leave the trailing dot out"
+    elif "://" in domain or "/" in domain or ":" in domain:
+        problem = "is a URL or has a port: give the bare domain"
+    elif len(domain) > 253 or "." not in domain:
+        problem = "is not a fully qualified domain (it needs at least one dot)"
+    elif not all(_LABEL.match(label) for label in domain.split(".")):
+        problem = "has a label that is not 1-63 letters, digits or inner hyphens"
+    elif domain.rsplit(".", 1)[1].isdigit():
+        problem = "is an IP address: give a domain name"
+    if problem:
+        raise SettingError(key, f"{domain!r} {problem}, e.g. blog.com")
+    return domain
+
+
+def _repository(reader: _Reader) -> str:
+    repository = reader.string("repository")
+    owner, _, name = repository.partition("/")
+    if not (
+        _GITHUB_OWNER.match(owner)
+        and _GITHUB_NAME.match(name)
+        and name not in (".", "..")
+        and not name.endswith(".git")
+    ):
+        raise SettingError(
+            "repository",
+            f"{repository!r} is not owner/name: give the GitHub "
+            "repository as owner/name, e.g. sdelquin/blog (no URL, no .git)",
+        )
+    return repository
+
+
+def _clone_host(url: str) -> str | None:
+    scp = _CLONE_SCP.match(url)
+    if scp:
+        return scp["host"]
+    parsed = urlparse(url)
+    if parsed.scheme == "ssh" and parsed.hostname and parsed.username:
+        return parsed.hostname
+    return None
+
+
+def _clone(reader: _Reader, repository: str) -> tuple[str, tuple[str, ...]]:
+    url = reader.string("cloneUrl") or f"git@github.com:{repository}.git"
+    host = _clone_host(url)
+    if host is None:
+        raise SettingError(
+            "cloneUrl", f"{url!r} is not an SSH clone URL: use user@host:path.git or ssh://user@host[:port]/path.git"
+        )
+    lines = tuple(reader.value("cloneHostKeys"))
+    if not lines:
+        if host != "github.com":
+            raise SettingError(
+                "cloneHostKeys",
+                f"is empty but cloneUrl points at {host}: give that "
+                "host's known_hosts lines (ssh-keyscan it once and check them)",
+            )
+        lines = GITHUB_HOST_KEYS
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            raise SettingError(
+                "cloneHostKeys", f"{line[:60]!r} is not a known_hosts line: '<host> <key-type> <base64-key>'"
+            )
+        _public_key("cloneHostKeys", " ".join(parts[1:3]))
+    return url, lines
+
+
+def _public_key(key: str, text: str) -> str:
+    try:
+        load_ssh_public_key(text.encode())
+    except (ValueError, TypeError) as error:
+        shown = text if len(text) < 40 else text[:37] + "..."
+        raise SettingError(
+            key,
+            f"{shown!r} is not an SSH public key ({error}): use an OpenSSH line "
+            "such as 'ssh-ed25519 AAAA... comment' (ed25519, ecdsa or rsa)",
+        ) from None
+    if text.startswith("ssh-rsa") and len(text.split()[1]) < 370:  # base64 of a 2048-bit key
+        raise SettingError(key, f"{text[:37]!r}... is an RSA key shorter than 2048 bits: use ed25519")
+    return text
+
+
+def _names(reader: _Reader, repository: str) -> tuple[str, str]:
+    app_name = reader.string("appName")
+    derived = not app_name
+    if derived:
+        app_name = repository.split("/", 1)[1].lower().replace(".", "-")
+    if not _APP_NAME.match(app_name):
+        hint = (
+            f"the repository name {repository.split('/', 1)[1]!r} gives {app_name!r}, which is not usable: set appName"
+            if derived
+            else f"{app_name!r} is not usable"
+        )
+        raise SettingError(
+            "appName",
+            f"{hint}: it names a directory, a socket, a supervisor program "
+            "and a unix user, so use 1-32 of a-z, 0-9, '_' and '-', starting "
+            "with a letter",
+        )
+    user = reader.string("user") or app_name
+    if not _UNIX_NAME.match(user):
+        raise SettingError(
+            "user",
+            f"{user!r} is not a unix user name: use 1-32 of a-z, 0-9, '_' and '-', starting with a letter or '_'",
+        )
+    if user == "root":
+        raise SettingError("user", "'root' is not allowed: the app runs as a dedicated unprivileged user")
+    return app_name, user
+
+
+def _choice(reader: _Reader, key: str, accepted: tuple[str, ...]) -> str:
+    value = reader.string(key)
+    if value not in accepted:
+        raise SettingError(key, f"{value!r} is not one of {', '.join(accepted)}")
+    return value
+
+
+def _positive(reader: _Reader, key: str, *, allow_zero: bool = False) -> int:
+    value = reader.value(key)
+    if value < 0 or (value == 0 and not allow_zero):
+        floor = "0 or more" if allow_zero else "a whole number of 1 or more"
+        raise SettingError(key, f"{value} is not allowed: use {floor}")
+    return value
+
+
+def _host_mode(reader: _Reader) -> tuple[HetznerServer | None, ExistingHost | None]:
+    image = _choice(reader, "image", IMAGES)
+    address = reader.string("existingHost")
+    if not address:
+        server_type = reader.string("serverType")
+        if not _SERVER_TYPE.match(server_type):
+            raise SettingError(
+                "serverType", f"{server_type!r} is not a Hetzner server type: use e.g. cx23, cpx21, cax11 or ccx13"
+            )
+        location = _choice(reader, "location", LOCATIONS)
+        admin_keys = tuple(_public_key("adminSshKeys", k) for k in reader.value("adminSshKeys"))
+        return HetznerServer(server_type, image, location, reader.value("backups"), admin_keys), None
+
+    for key in SERVER_ONLY_SETTINGS:
+        if reader.differs_from_default(key):
+            raise SettingError(
+                key,
+                f"is set together with existingHost ({address}): it describes a new "
+                "Hetzner server; unset one of the two",
+            )
+    _address("existingHost", address)
+    user = reader.string("existingHostUser")
+    if not _UNIX_NAME.match(user):
+        raise SettingError("existingHostUser", f"{user!r} is not a unix user name")
+    host_key = reader.string("existingHostKey")
+    if not host_key:
+        raise SettingError(
+            "existingHostKey",
+            "is required with existingHost: give its SSH host public key "
+            f"(ssh-keyscan -t ed25519 {address}, checked on the console)",
+        )
+    host_key = _public_key(
+        "existingHostKey",
+        " ".join(host_key.split()[-2:])
+        if host_key.count(" ") >= 2 and not host_key.startswith(("ssh-", "ecdsa-"))
+        else host_key,
+    )
+    private_key = reader.string("existingHostPrivateKey")
+    if not private_key:
+        raise SettingError(
+            "existingHostPrivateKey",
+            "is required with existingHost: pulumi config set --secret existingHostPrivateKey < ~/.ssh/id_ed25519",
+        )
+    try:
+        load_ssh_private_key(private_key.encode() + b"\n", password=None)
+    except (ValueError, TypeError):
+        # The value is a secret: never echo it.
+        raise SettingError(
+            "existingHostPrivateKey", "is not an unencrypted OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----)"
+        ) from None
+    return None, ExistingHost(address, user, host_key, pulumi.Output.secret(private_key + "\n"), image)
+
+
+def _address(key: str, address: str) -> str:
+    try:
+        ipaddress.ip_address(address)
+        return address
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(address):
+        raise SettingError(key, f"{address!r} is neither an IP address nor a hostname")
+    return address
+
+
+def _zone(reader: _Reader, domain: str) -> str:
+    zone = reader.string("dnsZone")
+    if not zone:
+        zone = PublicSuffixList().privatesuffix(domain)
+        if zone is None:
+            raise SettingError("domain", f"{domain!r} is a public suffix: give a domain you own")
+        return zone
+    validate_domain("dnsZone", zone)
+    if domain != zone and not domain.endswith("." + zone):
+        raise SettingError(
+            "dnsZone",
+            f"{zone!r} does not contain the domain {domain!r}: give the zone "
+            f"the domain is in, e.g. {domain.split('.', 1)[-1]}",
+        )
+    return zone
+
+
+def _acme(reader: _Reader) -> str:
+    value = reader.string("acmeServer")
+    if value in ACME_SERVERS:
+        return ACME_SERVERS[value]
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise SettingError(
+            "acmeServer", f"{value!r} is not allowed: use production, staging or an https:// ACME directory URL"
+        )
+    return value
+
+
+def _env_pairs(key: str, items: list[str], *, secret: bool) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        shown = name if secret else item
+        if not sep or not _ENV_KEY.match(name):
+            raise SettingError(key, f"{shown[:60]!r} is not KEY=value with KEY in A-Z, 0-9 and '_'")
+        if name in MANAGED_ENV:
+            raise SettingError(
+                key, f"{name} is set by the program itself" + ("; use djangoSecretKey" if name == "SECRET_KEY" else "")
+            )
+        if name in seen:
+            raise SettingError(key, f"{name} is given twice")
+        if "\n" in value:
+            raise SettingError(key, f"{name}'s value spans lines: .env values must be one line")
+        seen.add(name)
+        pairs.append((name, value))
+    return pairs
+
+
+def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
+    directory = reader.string("logsDir") or f"{app_dir}/logs"
+    if not directory.startswith("/") or ".." in directory.split("/") or not re.match(r"^[\w./-]+$", directory):
+        raise SettingError(
+            "logsDir", f"{directory!r} is not an absolute path of letters, digits, '.', '_', '-' and '/' (no '..')"
+        )
+    filename = reader.string("logFilename") or f"{app_name}.log"
+    if not re.match(r"^[\w.-]{1,100}$", filename) or filename in (".", ".."):
+        raise SettingError("logFilename", f"{filename!r} is not a file name: use letters, digits, '.', '_' and '-'")
+    return LogSettings(
+        directory,
+        filename,
+        _positive(reader, "logSize"),
+        _positive(reader, "logRotate"),
+        _choice(reader, "logLevel", LOG_LEVELS),
+    )
+
+
+def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Settings:
+    """Read and validate all config; raise SettingError (a RunError: one line, no traceback)."""
+    reader = _Reader(raw)
+    domain = validate_domain("domain", reader.string("domain"))
+    repository = _repository(reader)
+    branch = reader.string("branch")
+    if not _BRANCH.match(branch):
+        raise SettingError("branch", f"{branch!r} is not a git branch name")
+    clone_url, clone_host_keys = _clone(reader, repository)
+    app_name, user = _names(reader, repository)
+    wsgi = reader.string("wsgiApplication")
+    if not _WSGI.match(wsgi):
+        raise SettingError("wsgiApplication", f"{wsgi!r} is not module.path:callable, e.g. main.wsgi:application")
+    uv_group = reader.string("uvGroup")
+    if not re.match(r"^[a-z0-9][a-z0-9_-]*$", uv_group):
+        raise SettingError("uvGroup", f"{uv_group!r} is not a dependency group name")
+    server, existing = _host_mode(reader)
+    email = reader.string("letsencryptEmail")
+    if not _EMAIL.match(email):
+        raise SettingError("letsencryptEmail", f"{email!r} is not an email address (name@example.com)")
+    body = reader.string("clientMaxBodySize")
+    if not _BODY_SIZE.match(body) or int(body.rstrip("kKmMgG")) == 0:
+        raise SettingError(
+            "clientMaxBodySize",
+            f"{body!r} is not an nginx size: a positive number optionally followed by k, m or g, e.g. 10M",
+        )
+    secret_key = reader.string("djangoSecretKey")
+    if secret_key and len(secret_key) < 32:
+        raise SettingError("djangoSecretKey", "is shorter than 32 characters: Django needs a long random key")
+    home_app_dir = f"/home/{user}/{app_name}"
+    secret_env = _env_pairs("djangoSecretEnv", reader.value("djangoSecretEnv"), secret=True)
+    github_token = raw("github:token")
+    return Settings(
+        domain=domain,
+        repository=repository,
+        branch=branch,
+        clone_url=clone_url,
+        clone_host_keys=clone_host_keys,
+        app_name=app_name,
+        user=user,
+        wsgi_application=wsgi,
+        dependencies=_choice(reader, "dependencies", DEPENDENCY_MODES),  # type: ignore[arg-type]
+        uv_group=uv_group,
+        gunicorn_workers=_positive(reader, "gunicornWorkers", allow_zero=True),
+        server=server,
+        existing_host=existing,
+        manage_dns=reader.value("manageDns"),
+        dns_zone=_zone(reader, domain),
+        create_dns_zone=reader.value("createDnsZone"),
+        letsencrypt_email=email,
+        acme_server=_acme(reader),
+        client_max_body_size=body,
+        logs=_logs(reader, home_app_dir, app_name),
+        django_env=tuple(_env_pairs("djangoEnv", reader.value("djangoEnv"), secret=False)),
+        django_secret_env=tuple((k, pulumi.Output.secret(v)) for k, v in secret_env),
+        django_secret_key=pulumi.Output.secret(secret_key) if secret_key else None,
+        deploy_workflow=reader.value("deployWorkflow"),
+        github_token=pulumi.Output.secret(github_token) if github_token else None,
+    )

@@ -1,0 +1,139 @@
+"""DjangoSite: the server, DNS, GitHub access and the provisioned host, composed. Its outputs are the
+stack outputs."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_random as random
+
+from components import render
+from components.dns import Dns, DnsArgs
+from components.github import GitHubAccess, GitHubArgs
+from components.host import Host, HostArgs
+from components.server import Server, ServerArgs
+from components.settings import Settings
+
+# Django's own get_random_secret_key() alphabet, minus characters that need quoting in a .env file.
+SECRET_KEY_SPECIALS = "!@%^&*(-_=+)"
+
+
+class DjangoSite(pulumi.ComponentResource):
+    """A Django project from GitHub served at https://<domain>."""
+
+    server: Server
+    dns: Dns
+    github: GitHubAccess
+    host: Host
+    outputs: dict[str, pulumi.Input[object]]
+    """What the stack exports."""
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("django-vps:site:DjangoSite", name, None, opts)
+        s = settings
+        child = pulumi.ResourceOptions(parent=self)
+        labels = {"managed-by": "django-vps", "app": s.app_name, "stack": pulumi.get_stack()}
+
+        self.server = Server(
+            f"{name}-server",
+            ServerArgs(
+                hetzner=s.server,
+                existing=s.existing_host,
+                server_name=f"{s.app_name}-{pulumi.get_stack()}",
+                labels=labels,
+            ),
+            opts=child,
+        )
+        connection = self.server.connection
+        self.dns = Dns(
+            f"{name}-dns",
+            DnsArgs(
+                domain=s.domain,
+                zone=s.dns_zone,
+                record_name=s.dns_record_name,
+                create_zone=s.create_dns_zone,
+                manage=s.manage_dns,
+                ipv4=self.server.ipv4,
+                ipv6=self.server.ipv6,
+                with_ipv6=self.server.has_ipv6,
+                labels=labels,
+            ),
+            opts=child,
+        )
+        self.github = GitHubAccess(
+            f"{name}-github",
+            GitHubArgs(
+                owner=s.repository_owner,
+                repository=s.repository_name,
+                branch=s.branch,
+                domain=s.domain,
+                ssh_host=connection.host,
+                ssh_user=s.user,
+                host_key=connection.host_key,
+                workflow=render.deploy_workflow(s) if s.deploy_workflow else None,
+                token=s.github_token,
+            ),
+            opts=child,
+        )
+        secret_key = (
+            s.django_secret_key
+            or random.RandomPassword(
+                f"{name}-secret-key",
+                length=64,
+                special=True,
+                override_special=SECRET_KEY_SPECIALS,
+                opts=child,
+            ).result
+        )
+        secret_env = pulumi.Output.all(*(value for _, value in s.django_secret_env))
+        django_env = pulumi.Output.secret(
+            pulumi.Output.all(secret_key, secret_env).apply(
+                lambda values: render.django_env(
+                    s, values[0], [(k, v) for (k, _), v in zip(s.django_secret_env, values[1], strict=True)]
+                )
+            )
+        )
+        self.host = Host(
+            f"{name}-host",
+            HostArgs(
+                settings=s,
+                connection=connection,
+                ci_public_key=self.github.ci_public_key,
+                deploy_private_key=self.github.deploy_private_key,
+                django_env=django_env,
+                expected_ipv4=self.server.ipv4.apply(lambda ip: ip or ""),
+                clone_after=[self.github.deploy_key],
+                certificate_after=self.dns.rrsets,
+                server=self.server.hcloud_server,
+            ),
+            opts=child,
+        )
+        self.outputs = {
+            "domain": s.domain,
+            "url": s.url,
+            "ipv4": self.server.ipv4,
+            "ipv6": self.server.ipv6,
+            "sshCommand": pulumi.Output.concat("ssh ", connection.user, "@", connection.host),
+            "appUser": s.user,
+            "appDirectory": s.app_dir,
+            "deployCommand": pulumi.Output.concat("ssh ", s.user, "@", connection.host, " ", s.deploy_script),
+            "hostKey": connection.host_key,
+            "githubSecrets": self.github.secret_names,
+            "dnsRecords": self.dns.records,
+            "dnsManaged": s.manage_dns,
+            "nextSteps": _next_steps(s),
+        }
+        self.register_outputs(self.outputs)
+
+
+def _next_steps(s: Settings) -> str:
+    dns = (
+        "Hetzner DNS serves the records (dnsRecords)."
+        if s.manage_dns
+        else "Create the dnsRecords at your DNS provider; certbot waits for the A record."
+    )
+    workflow = (
+        f"A push to {s.branch} deploys (.github/workflows/deploy.yml)."
+        if s.deploy_workflow
+        else "Deploy with the deployCommand, or add a workflow that uses the PRODUCTION_SSH_* secrets."
+    )
+    return f"{dns} {workflow} Open {s.url}."
