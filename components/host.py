@@ -7,6 +7,7 @@ scripts are idempotent anyway. Secrets travel by stdin only, on steps that log n
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,13 @@ class HostArgs:
     """Resources certbot needs (the DNS records)."""
     server: pulumi.Resource | None
     """The created server: its commands go with it. None for an existing host, whose teardown runs."""
+
+
+def as_root(script: str, login_user: str) -> str:
+    """The command line that runs a step: bash whatever the login shell is, through sudo unless
+    the login is root. stdin passes through to the script."""
+    command = f"bash -c {shlex.quote(script)}"
+    return command if login_user == "root" else f"sudo -n {command}"
 
 
 class Host(pulumi.ComponentResource):
@@ -87,7 +95,9 @@ class Host(pulumi.ComponentResource):
         after: Sequence[pulumi.Resource] = (),
         teardown: str | None = None,
     ) -> None:
+        login_user = self._args.connection.user
         script_output = pulumi.Output.from_input(script)
+        command_line = script_output.apply(lambda text: as_root(text, login_user))
         triggers: list[pulumi.Input[str]] = [script_output.apply(render.sha256)]
         if stdin is not None:
             # A hash of a low-entropy secret could be brute-forced: keep it secret in state too.
@@ -95,10 +105,10 @@ class Host(pulumi.ComponentResource):
         command = remote.Command(
             f"{self._name}-{role}",
             connection=self._args.connection.args(),
-            create=script_output,
+            create=command_line,
             # Same script on change: an update re-runs it in place instead of delete + create.
-            update=script_output,
-            delete=render.teardown_step(self._args.settings, teardown) if teardown else None,
+            update=command_line,
+            delete=as_root(render.teardown_step(self._args.settings, teardown), login_user) if teardown else None,
             stdin=stdin,
             triggers=triggers,
             logging=remote.Logging.NONE if stdin is not None else remote.Logging.STDOUT_AND_STDERR,

@@ -72,8 +72,18 @@ def sudoers(s: Settings) -> str:
     return render("sudoers.j2", **_paths(s))
 
 
+# nginx 1.25.1 (Debian 13) deprecates `listen ... http2` for `http2 on`, which 1.22 and 1.24 lack.
+NGINX_HTTP2_DIRECTIVE_IMAGES = frozenset({"debian-13"})
+
+
 def nginx_site(s: Settings, *, tls: bool) -> str:
-    return render("nginx-site.conf.j2", **_paths(s), tls=tls, client_max_body_size=s.client_max_body_size)
+    return render(
+        "nginx-site.conf.j2",
+        **_paths(s),
+        tls=tls,
+        client_max_body_size=s.client_max_body_size,
+        http2_directive=s.image in NGINX_HTTP2_DIRECTIVE_IMAGES,
+    )
 
 
 def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) -> str:
@@ -159,5 +169,10 @@ def certbot_step(s: Settings) -> str:
     )
 
 
+TEARDOWN_PARTS = ("nginx", "supervisor", "app-user")
+
+
 def teardown_step(s: Settings, part: str) -> str:
+    if part not in TEARDOWN_PARTS:
+        raise ValueError(f"no teardown for {part!r}: one of {', '.join(TEARDOWN_PARTS)}")
     return render("host-teardown.sh.j2", **_paths(s), part=part)

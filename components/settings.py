@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import pulumi
 import yaml
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import (
     load_ssh_private_key,
     load_ssh_public_key,
@@ -50,6 +51,41 @@ GITHUB_HOST_KEYS = (
 )
 # Settings that describe a Hetzner server: meaningless (so an error) together with existingHost.
 SERVER_ONLY_SETTINGS = ("serverType", "location", "backups", "adminSshKeys")
+# Accounts of Debian/Ubuntu base systems and of the packages the program installs: never the app user.
+SYSTEM_USERS = frozenset(
+    {
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "nobody",
+        "_apt",
+        "messagebus",
+        "sshd",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "syslog",
+        "uuidd",
+        "tcpdump",
+        "polkitd",
+        "ubuntu",
+        "debian",
+    }
+)
 # Variables the program writes into Django's .env itself; the user's extra ones may not clash.
 MANAGED_ENV = frozenset(
     {
@@ -235,6 +271,12 @@ class Settings:
 
 
 @cache
+def _public_suffixes() -> PublicSuffixList:
+    """The bundled Public Suffix List (parsing it takes ~0.1 s: once per process)."""
+    return PublicSuffixList()
+
+
+@cache
 def declared_config() -> dict[str, dict[str, Any]]:
     """The `config:` block of Pulumi.yaml: type, default, description per setting."""
     return yaml.safe_load(PROJECT_FILE.read_text())["config"]
@@ -267,6 +309,11 @@ class _Reader:
         return self.explicit(key) is not None and self.value(key) != declared_config()[key].get("default")
 
 
+def _is_secret(key: str) -> bool:
+    """Pulumi.yaml marks secret settings: their values never appear in a message."""
+    return declared_config()[key]["description"].startswith("SECRET")
+
+
 def _parse(key: str, kind: str, raw: Any) -> Any:
     """Config arrives as strings (or JSON for arrays); convert to the declared type."""
     if kind == "string":
@@ -289,7 +336,8 @@ def _parse(key: str, kind: str, raw: Any) -> Any:
             except json.JSONDecodeError:
                 value = None
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise SettingError(key, f"must be a list of strings (pulumi config set --path '{key}[0]' <value>)")
+            shown = "" if _is_secret(key) else f"{str(raw)[:60]!r} is not a list of strings: "
+            raise SettingError(key, f"{shown}must be a list of strings (pulumi config set --path '{key}[0]' <value>)")
         return [item.strip() for item in value]
     raise AssertionError(f"Pulumi.yaml declares unknown type {kind!r} for {key}")
 
@@ -374,7 +422,7 @@ def _clone(reader: _Reader, repository: str) -> tuple[str, tuple[str, ...]]:
 
 def _public_key(key: str, text: str) -> str:
     try:
-        load_ssh_public_key(text.encode())
+        loaded = load_ssh_public_key(text.encode())
     except (ValueError, TypeError) as error:
         shown = text if len(text) < 40 else text[:37] + "..."
         raise SettingError(
@@ -382,8 +430,11 @@ def _public_key(key: str, text: str) -> str:
             f"{shown!r} is not an SSH public key ({error}): use an OpenSSH line "
             "such as 'ssh-ed25519 AAAA... comment' (ed25519, ecdsa or rsa)",
         ) from None
-    if text.startswith("ssh-rsa") and len(text.split()[1]) < 370:  # base64 of a 2048-bit key
-        raise SettingError(key, f"{text[:37]!r}... is an RSA key shorter than 2048 bits: use ed25519")
+    if isinstance(loaded, rsa.RSAPublicKey) and loaded.key_size < 2048:
+        raise SettingError(
+            key,
+            f"{text[:37]!r}... is a {loaded.key_size}-bit RSA key: use ed25519 or an RSA key of 2048 bits or more",
+        )
     return text
 
 
@@ -410,8 +461,11 @@ def _names(reader: _Reader, repository: str) -> tuple[str, str]:
             "user",
             f"{user!r} is not a unix user name: use 1-32 of a-z, 0-9, '_' and '-', starting with a letter or '_'",
         )
-    if user == "root":
-        raise SettingError("user", "'root' is not allowed: the app runs as a dedicated unprivileged user")
+    if user in SYSTEM_USERS:
+        raise SettingError(
+            "user",
+            f"{user!r} is a system account: the app runs as a dedicated unprivileged user (e.g. the app name)",
+        )
     return app_name, user
 
 
@@ -447,13 +501,15 @@ def _host_mode(reader: _Reader) -> tuple[HetznerServer | None, ExistingHost | No
         if reader.differs_from_default(key):
             raise SettingError(
                 key,
-                f"is set together with existingHost ({address}): it describes a new "
+                f"{reader.value(key)!r} is set together with existingHost ({address}): it describes a new "
                 "Hetzner server; unset one of the two",
             )
     _address("existingHost", address)
     user = reader.string("existingHostUser")
     if not _UNIX_NAME.match(user):
-        raise SettingError("existingHostUser", f"{user!r} is not a unix user name")
+        raise SettingError(
+            "existingHostUser", f"{user!r} is not a unix user name: use root or a user with passwordless sudo"
+        )
     host_key = reader.string("existingHostKey")
     if not host_key:
         raise SettingError(
@@ -497,7 +553,7 @@ def _address(key: str, address: str) -> str:
 def _zone(reader: _Reader, domain: str) -> str:
     zone = reader.string("dnsZone")
     if not zone:
-        zone = PublicSuffixList().privatesuffix(domain)
+        zone = _public_suffixes().privatesuffix(domain)
         if zone is None:
             raise SettingError("domain", f"{domain!r} is a public suffix: give a domain you own")
         return zone
@@ -506,7 +562,7 @@ def _zone(reader: _Reader, domain: str) -> str:
         raise SettingError(
             "dnsZone",
             f"{zone!r} does not contain the domain {domain!r}: give the zone "
-            f"the domain is in, e.g. {domain.split('.', 1)[-1]}",
+            f"the domain is in, e.g. {_public_suffixes().privatesuffix(domain) or domain}",
         )
     return zone
 
@@ -526,10 +582,10 @@ def _acme(reader: _Reader) -> str:
 def _env_pairs(key: str, items: list[str], *, secret: bool) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for item in items:
+    for index, item in enumerate(items):
         name, sep, value = item.partition("=")
         name = name.strip()
-        shown = name if secret else item
+        shown = (name if sep else f"{key}[{index}]") if secret else item
         if not sep or not _ENV_KEY.match(name):
             raise SettingError(key, f"{shown[:60]!r} is not KEY=value with KEY in A-Z, 0-9 and '_'")
         if name in MANAGED_ENV:
@@ -570,7 +626,9 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
     repository = _repository(reader)
     branch = reader.string("branch")
     if not _BRANCH.match(branch):
-        raise SettingError("branch", f"{branch!r} is not a git branch name")
+        raise SettingError(
+            "branch", f"{branch!r} is not a git branch name: use letters, digits, '.', '_', '-' and '/', e.g. main"
+        )
     clone_url, clone_host_keys = _clone(reader, repository)
     app_name, user = _names(reader, repository)
     wsgi = reader.string("wsgiApplication")
@@ -578,7 +636,9 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
         raise SettingError("wsgiApplication", f"{wsgi!r} is not module.path:callable, e.g. main.wsgi:application")
     uv_group = reader.string("uvGroup")
     if not re.match(r"^[a-z0-9][a-z0-9_-]*$", uv_group):
-        raise SettingError("uvGroup", f"{uv_group!r} is not a dependency group name")
+        raise SettingError(
+            "uvGroup", f"{uv_group!r} is not a dependency group name: use a-z, 0-9, '_' and '-', e.g. prod"
+        )
     server, existing = _host_mode(reader)
     email = reader.string("letsencryptEmail")
     if not _EMAIL.match(email):

@@ -1,18 +1,122 @@
-"""Mocks that record every resource the program registers and answer like the providers would."""
+"""Mocks that record every resource the program registers and answer like the providers would.
+
+Besides each resource's inputs (MockResourceArgs), a RecordingMonitor keeps what the engine is told
+in the RegisterResource request itself and the mocks never see: parent, dependencies (depends_on and
+the resources its inputs come from), deleted_with, ignore_changes, additional_secret_outputs, provider.
+Secret inputs stay wrapped as the engine receives them ({SIG: SECRET_SIG, "value": ...}), so tests can
+tell a secret input from a plain one.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import pulumi
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
 
-from tests.support.keys import ed25519_outputs
 from tests.support.program import ROOT, config_from_stack_file, run_program
 
 PROD_CONFIG = config_from_stack_file(ROOT / "Pulumi.prod.yaml")
+PROJECT = "django-vps"
+STACK = "prod"
+SERVER_IPV4 = "198.51.100.20"
+SERVER_IPV6 = "2001:db8::1"
+# What the mocked random.RandomPassword returns: recognisable, so tests can look for leaks.
+GENERATED_SECRET_KEY_PREFIX = "GeNeRaTeD-sEcReT-kEy-"
+
+
+@cache
+def ed25519_outputs(seed: str) -> dict[str, str]:
+    """pulumi-tls PrivateKey outputs for a real ed25519 key derived from seed: the same text on every
+    run (as the provider keeps it in state; OpenSSH serialisation has a random check number), so two
+    runs of the same program produce the same scripts and triggers; distinct per resource."""
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+    no_encryption = serialization.NoEncryption()
+    private_openssh = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, no_encryption
+    ).decode()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, no_encryption
+    ).decode()
+    public_openssh = (
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+        + "\n"
+    )
+    blob = base64.b64decode(public_openssh.split()[1])
+    fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return {
+        "algorithm": "ED25519",
+        "privateKeyOpenssh": private_openssh,
+        "privateKeyPem": private_pem,
+        "privateKeyPemPkcs8": private_pem,
+        "publicKeyOpenssh": public_openssh,
+        "publicKeyFingerprintSha256": fingerprint,
+    }
+
+
+# Secret inputs as the engine receives them.
+
+
+def is_secret(value: Any) -> bool:
+    return rpc.is_rpc_secret(value)
+
+
+def unwrap(value: Any) -> Any:
+    """The value with every secret marker removed (deeply)."""
+    if is_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def plain_strings(value: Any) -> Iterator[str]:
+    """Every string in value that is NOT inside a secret (what would sit in state in clear text)."""
+    if is_secret(value):
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from plain_strings(v)
+    elif isinstance(value, list | tuple | set):
+        for v in value:
+            yield from plain_strings(v)
+
+
+def all_strings(value: Any) -> Iterator[str]:
+    """Every string in value, secret or not."""
+    yield from plain_strings(unwrap(value))
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The RegisterResource request's options (what MockResourceArgs leaves out)."""
+
+    urn: str
+    parent: str
+    dependencies: frozenset[str]
+    property_dependencies: dict[str, frozenset[str]]
+    deleted_with: str
+    ignore_changes: tuple[str, ...]
+    additional_secret_outputs: tuple[str, ...]
+    delete_before_replace: bool
+    provider: str
+    custom: bool
 
 
 @dataclass
@@ -21,26 +125,57 @@ class Recorded:
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    id: str = ""
+    registration: Registration | None = None
+
+    @property
+    def urn(self) -> str:
+        assert self.registration is not None
+        return self.registration.urn
+
+    @property
+    def parent(self) -> str:
+        assert self.registration is not None
+        return self.registration.parent
+
+    @property
+    def dependencies(self) -> frozenset[str]:
+        assert self.registration is not None
+        return self.registration.dependencies
+
+    def plain(self, key: str) -> Any:
+        """An input with secret markers removed."""
+        return unwrap(self.inputs.get(key))
 
 
 @dataclass
 class RecordingMocks(pulumi.runtime.Mocks):
     resources: list[Recorded] = field(default_factory=list)
     ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
+    pending: dict[tuple[str, str], Registration] = field(default_factory=dict)
 
     # Provider answers, keyed by type token; values camelCase as the engine returns them.
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
         if args.typ == "tls:index/privateKey:PrivateKey":
-            outputs.update(ed25519_outputs())
+            outputs.update(ed25519_outputs(f"{STACK}/{args.name}"))
         elif args.typ == "hcloud:index/server:Server":
-            outputs.update(ipv4Address="198.51.100.20", ipv6Address="2001:db8::1", status="running")
+            outputs.update(ipv4Address=SERVER_IPV4, ipv6Address=SERVER_IPV6, status="running")
         elif args.typ == "random:index/randomPassword:RandomPassword":
-            outputs["result"] = "k" * int(args.inputs["length"])
+            length = int(args.inputs["length"])
+            outputs["result"] = (GENERATED_SECRET_KEY_PREFIX + "x" * length)[:length]
         elif args.typ == "command:remote:Command":
             outputs.update(stdout="", stderr="")
-        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs))
-        return str(next(self.ids)), outputs
+        resource_id = str(next(self.ids))
+        registration = self.pending.pop((args.typ, args.name), None)
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs, resource_id, registration))
+        # As the engine does: outputs named in additional_secret_outputs come back secret (pulumi-tls
+        # declares its private keys so; without this the program would see them as plain values).
+        answer = dict(outputs)
+        for key in registration.additional_secret_outputs if registration else ():
+            if key in answer and not is_secret(answer[key]):
+                answer[key] = rpc.wrap_rpc_secret(answer[key])
+        return resource_id, answer
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
         return {}, None
@@ -48,32 +183,103 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def of_type(self, suffix: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ.endswith(suffix)]
 
-    def named(self, name: str) -> Recorded:
-        (found,) = [r for r in self.resources if r.name == name]
+    def named(self, name: str, typ: str | None = None) -> Recorded:
+        """The resource called name (give typ when two types share it, as the deploy keys do)."""
+        found = [r for r in self.resources if r.name == name and (typ is None or r.typ == typ)]
+        assert len(found) == 1, f"{len(found)} resources named {name!r}: {[r.typ for r in found]}"
+        return found[0]
+
+    def tls_key(self, name: str) -> dict[str, Any]:
+        """A tls PrivateKey's outputs (the mocked provider's answer)."""
+        return self.named(name, "tls:index/privateKey:PrivateKey").outputs
+
+    def by_urn(self, urn: str) -> Recorded:
+        (found,) = [r for r in self.resources if r.registration and r.registration.urn == urn]
         return found
+
+    def commands(self) -> list[Recorded]:
+        return self.of_type("command:remote:Command")
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """MockMonitor that hands each request's options to RecordingMocks before it builds the resource."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request):  # the gRPC method's name
+        if request.type != "pulumi:pulumi:Stack":
+            self.recording.pending[(request.type, request.name)] = Registration(
+                urn=self.make_urn(request.parent, request.type, request.name),
+                parent=request.parent,
+                dependencies=frozenset(request.dependencies),
+                property_dependencies={key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()},
+                deleted_with=request.deletedWith,
+                ignore_changes=tuple(request.ignoreChanges),
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                delete_before_replace=request.deleteBeforeReplace,
+                provider=request.provider,
+                custom=request.custom,
+            )
+        return super().RegisterResource(request)
 
 
 @dataclass
 class StackRun:
     mocks: RecordingMocks
     exports: dict[str, Any]
+    config: dict[str, str]
+
+    @property
+    def resources(self) -> list[Recorded]:
+        return self.mocks.resources
+
+
+def full_key(key: str) -> str:
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def _install_monitor(monkeypatch: pytest.MonkeyPatch, mocks: RecordingMocks) -> None:
+    """run_program calls pulumi.runtime.mocks.set_mocks(mocks, ...): give it our monitor."""
+    original = pulumi_mocks.set_mocks
+
+    def set_mocks(m: pulumi.runtime.Mocks, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("monitor", RecordingMonitor(mocks))
+        original(m, *args, **kwargs)
+
+    monkeypatch.setattr(pulumi_mocks, "set_mocks", set_mocks)
 
 
 @pytest.fixture
-def run_stack():
+def run_stack(monkeypatch: pytest.MonkeyPatch):
     """run_stack(**overrides) runs __main__.py with Pulumi.prod.yaml's values plus overrides
-    (keys without the django-vps: prefix; None removes a key)."""
+    (keys without the django-vps: prefix; None removes a key). Pass secret_keys=("github:token",)
+    and a "github:token" override via **{...} for namespaced keys."""
 
     def run(secret_keys: tuple[str, ...] = (), **overrides: str | None) -> StackRun:
         config = dict(PROD_CONFIG)
         for key, value in overrides.items():
-            full = key if ":" in key else f"django-vps:{key}"
             if value is None:
-                config.pop(full, None)
+                config.pop(full_key(key), None)
             else:
-                config[full] = value
+                config[full_key(key)] = value
         mocks = RecordingMocks()
-        exports = run_program(mocks, config, secret_keys=secret_keys)
-        return StackRun(mocks, exports)
+        with monkeypatch.context() as patch:
+            _install_monitor(patch, mocks)
+            exports = run_program(mocks, config, secret_keys=tuple(full_key(k) for k in secret_keys))
+        missing = [r.name for r in mocks.resources if r.registration is None]
+        assert not missing, f"no RegisterResource request recorded for {missing}"
+        return StackRun(mocks, exports, config)
 
     return run
+
+
+@pytest.fixture
+def direct_mocks():
+    """Mocks for building components directly in a @pulumi.runtime.test test; returns the recorder."""
+    mocks = RecordingMocks()
+    pulumi_settings.reset_options()
+    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=RecordingMonitor(mocks))
+    yield mocks
+    pulumi_settings.reset_options()

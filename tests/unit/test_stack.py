@@ -1,8 +1,478 @@
-from tests.unit.conftest import StackRun
+"""The real __main__.py under mocks: which resources, under which parents, wired how."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+
+import pytest
+import yaml
+
+from components.host import STEPS
+from tests.unit.conftest import (
+    PROD_CONFIG,
+    SERVER_IPV4,
+    SERVER_IPV6,
+    Recorded,
+    StackRun,
+    is_secret,
+    unwrap,
+)
+from tests.unit.keys import ed25519_pair, ed25519_public
+
+LABELS = {"managed-by": "django-vps", "app": "blog", "stack": "prod"}
+SECRET_NAMES = ["PRODUCTION_SSH_HOST", "PRODUCTION_SSH_USERNAME", "PRODUCTION_SSH_KEY", "PRODUCTION_SSH_KNOWN_HOSTS"]
+EXISTING_IP = "203.0.113.10"
+
+COMMAND = "command:remote:Command"
+SERVER = "hcloud:index/server:Server"
+FIREWALL = "hcloud:index/firewall:Firewall"
+SSH_KEY = "hcloud:index/sshKey:SshKey"
+RRSET = "hcloud:index/zoneRrset:ZoneRrset"
+ZONE = "hcloud:index/zone:Zone"
+TLS_KEY = "tls:index/privateKey:PrivateKey"
+SECRET = "github:index/actionsSecret:ActionsSecret"
+DEPLOY_KEY = "github:index/repositoryDeployKey:RepositoryDeployKey"
+FILE = "github:index/repositoryFile:RepositoryFile"
+GITHUB_PROVIDER = "pulumi:providers:github"
+STACK = "pulumi:pulumi:Stack"
+
+# The prod example: every resource, its type and the component it belongs to.
+PROD_RESOURCES: dict[str, tuple[str, str]] = {
+    "blog": ("django-vps:site:DjangoSite", STACK),
+    "blog-server": ("django-vps:server:Server", "blog"),
+    "blog-dns": ("django-vps:dns:Dns", "blog"),
+    "blog-github": ("django-vps:github:GitHubAccess", "blog"),
+    "blog-host": ("django-vps:host:Host", "blog"),
+    "blog-secret-key": ("random:index/randomPassword:RandomPassword", "blog"),
+    "blog-server-provisioning-key": (TLS_KEY, "blog-server"),
+    "blog-server-host-key": (TLS_KEY, "blog-server"),
+    "blog-server-provisioning": (SSH_KEY, "blog-server"),
+    "blog-server-firewall": (FIREWALL, "blog-server"),
+    "blog-server-server": (SERVER, "blog-server"),
+    "blog-dns-a": (RRSET, "blog-dns"),
+    "blog-dns-aaaa": (RRSET, "blog-dns"),
+    "blog-github-provider": (GITHUB_PROVIDER, "blog-github"),
+    "blog-github-ci-key": (TLS_KEY, "blog-github"),
+    "blog-github-deploy-key": (TLS_KEY, "blog-github"),
+    "blog-github-deploy-key#github": (DEPLOY_KEY, "blog-github"),
+    "blog-github-production-ssh-host": (SECRET, "blog-github"),
+    "blog-github-production-ssh-username": (SECRET, "blog-github"),
+    "blog-github-production-ssh-key": (SECRET, "blog-github"),
+    "blog-github-production-ssh-known-hosts": (SECRET, "blog-github"),
+    "blog-github-workflow": (FILE, "blog-github"),
+    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in STEPS},
+}
 
 
-def test_prod_example_builds_the_whole_stack(run_stack) -> None:
-    run: StackRun = run_stack()
-    for r in run.mocks.resources:
-        print(r.typ, r.name)
-    print(run.exports)
+def one(run: StackRun, typ: str, name: str | None = None) -> Recorded:
+    found = [r for r in run.mocks.of_type(typ) if name is None or r.name == name]
+    assert len(found) == 1, [r.name for r in found]
+    return found[0]
+
+
+def parent_of(run: StackRun, r: Recorded) -> str:
+    if r.parent.split("::")[2] == STACK:
+        return STACK
+    return run.mocks.by_urn(r.parent).name
+
+
+def commands(run: StackRun) -> dict[str, Recorded]:
+    return {r.name.removeprefix("blog-host-"): r for r in run.mocks.commands()}
+
+
+def public_key(run: StackRun, name: str) -> str:
+    """A tls key's public half as "type base64" (what host_key and known_hosts hold)."""
+    return " ".join(run.mocks.tls_key(name)["publicKeyOpenssh"].split()[:2])
+
+
+def existing_host_config(**extra: str | None) -> dict[str, str | None]:
+    return {
+        "existingHost": EXISTING_IP,
+        "existingHostKey": ed25519_public("existing-host", "root@old-server"),
+        "existingHostPrivateKey": ed25519_pair("existing-login")[0],
+        "serverType": None,
+        "location": None,
+        "backups": None,
+        **extra,
+    }
+
+
+# The prod example stack.
+
+
+def test_prod_example_registers_exactly_these_resources(run_stack) -> None:
+    run = run_stack()
+    recorded = {(r.name + ("#github" if r.typ == DEPLOY_KEY else "")): r for r in run.resources}
+    assert len(recorded) == len(run.resources), "duplicate names"
+    assert {name: r.typ for name, r in recorded.items()} == {name: typ for name, (typ, _) in PROD_RESOURCES.items()}
+    assert Counter(r.typ for r in run.resources) == {
+        "django-vps:site:DjangoSite": 1,
+        "django-vps:server:Server": 1,
+        "django-vps:dns:Dns": 1,
+        "django-vps:github:GitHubAccess": 1,
+        "django-vps:host:Host": 1,
+        "random:index/randomPassword:RandomPassword": 1,
+        TLS_KEY: 4,
+        SSH_KEY: 1,
+        FIREWALL: 1,
+        SERVER: 1,
+        RRSET: 2,
+        GITHUB_PROVIDER: 1,
+        SECRET: 4,
+        DEPLOY_KEY: 1,
+        FILE: 1,
+        COMMAND: 9,
+    }
+
+
+def test_every_resource_has_the_right_parent(run_stack) -> None:
+    run = run_stack()
+    parents = {(r.name + ("#github" if r.typ == DEPLOY_KEY else "")): parent_of(run, r) for r in run.resources}
+    assert parents == {name: parent for name, (_, parent) in PROD_RESOURCES.items()}
+    # Components are components, everything else is custom.
+    for r in run.resources:
+        assert r.registration.custom is (not r.typ.startswith("django-vps:")), r.name
+
+
+def test_tls_keys_are_ed25519(run_stack) -> None:
+    run = run_stack()
+    keys = run.mocks.of_type(TLS_KEY)
+    assert sorted(r.name for r in keys) == [
+        "blog-github-ci-key",
+        "blog-github-deploy-key",
+        "blog-server-host-key",
+        "blog-server-provisioning-key",
+    ]
+    assert {r.inputs["algorithm"] for r in keys} == {"ED25519"}
+
+
+def test_firewall_opens_only_ssh_http_https_and_icmp(run_stack) -> None:
+    run = run_stack()
+    firewall = one(run, FIREWALL)
+    rules = firewall.inputs["rules"]
+    assert sorted((r["direction"], r["protocol"], r.get("port")) for r in rules) == sorted(
+        [("in", "tcp", "22"), ("in", "tcp", "80"), ("in", "tcp", "443"), ("in", "icmp", None)]
+    )
+    assert all(r["sourceIps"] == ["0.0.0.0/0", "::/0"] for r in rules)
+    assert firewall.inputs["labels"] == LABELS
+    assert firewall.inputs["name"] == "blog-prod"
+
+
+def test_server(run_stack) -> None:
+    run = run_stack()
+    server = one(run, SERVER)
+    firewall = one(run, FIREWALL)
+    ssh_key = one(run, SSH_KEY)
+    assert server.inputs["name"] == "blog-prod"
+    assert (server.inputs["serverType"], server.inputs["image"], server.inputs["location"]) == (
+        "cx23",
+        "debian-12",
+        "fsn1",
+    )
+    assert server.inputs["backups"] is False
+    assert server.inputs["labels"] == LABELS
+    assert [int(i) for i in server.inputs["firewallIds"]] == [int(firewall.id)]
+    assert server.inputs["sshKeys"] == [ssh_key.id]
+    assert server.inputs["publicNets"] == [{"ipv4Enabled": True, "ipv6Enabled": True}]
+    # cloud-init runs once: a change to it must not rebuild the server.
+    assert "userData" in server.registration.ignore_changes
+    assert "userData" in server.registration.additional_secret_outputs
+    assert ssh_key.inputs["publicKey"] == run.mocks.tls_key("blog-server-provisioning-key")["publicKeyOpenssh"]
+    assert ssh_key.inputs["labels"] == LABELS
+
+
+def test_server_user_data_is_cloud_config_with_the_pinned_host_key(run_stack) -> None:
+    run = run_stack()
+    user_data = one(run, SERVER).plain("userData")
+    assert user_data.startswith("#cloud-config\n")
+    config = yaml.safe_load(user_data)
+    host_key = run.mocks.tls_key("blog-server-host-key")
+    assert config["ssh_keys"]["ed25519_private"].strip() == host_key["privateKeyOpenssh"].strip()
+    assert config["ssh_keys"]["ed25519_public"] == public_key(run, "blog-server-host-key")
+    assert config["ssh_deletekeys"] is True
+    assert config["ssh_genkeytypes"] == []
+    assert config["ssh_pwauth"] is False
+    (root,) = config["users"]
+    assert root["name"] == "root"
+    assert root["ssh_authorized_keys"] == [public_key(run, "blog-server-provisioning-key")]
+
+
+def test_admin_keys_get_hetzner_ssh_keys_and_root_login(run_stack) -> None:
+    admin = [ed25519_public("admin-1", "me@laptop"), ed25519_public("admin-2")]
+    run = run_stack(adminSshKeys=json.dumps(admin))
+    keys = {r.name: r for r in run.mocks.of_type(SSH_KEY)}
+    assert set(keys) == {"blog-server-provisioning", "blog-server-admin-0", "blog-server-admin-1"}
+    assert keys["blog-server-admin-0"].inputs["publicKey"] == admin[0]
+    assert keys["blog-server-admin-1"].inputs["publicKey"] == admin[1]
+    assert keys["blog-server-admin-1"].inputs["name"] == "blog-prod-admin-1"
+    assert {parent_of(run, k) for k in keys.values()} == {"blog-server"}
+    server = one(run, SERVER)
+    assert sorted(server.inputs["sshKeys"]) == sorted(k.id for k in keys.values())
+    authorized = yaml.safe_load(server.plain("userData"))["users"][0]["ssh_authorized_keys"]
+    assert authorized == [public_key(run, "blog-server-provisioning-key"), *admin]
+
+
+def test_dns_records_point_the_apex_at_the_server(run_stack) -> None:
+    run = run_stack()
+    rrsets = {r.inputs["type"]: r for r in run.mocks.of_type(RRSET)}
+    assert set(rrsets) == {"A", "AAAA"}
+    for kind, address in (("A", SERVER_IPV4), ("AAAA", SERVER_IPV6)):
+        r = rrsets[kind]
+        assert (r.inputs["zone"], r.inputs["name"], r.inputs["ttl"]) == ("blog.com", "@", 300)
+        assert r.inputs["records"] == [{"value": address}]
+        assert r.inputs["labels"] == LABELS
+        server = one(run, SERVER)
+        assert server.urn in r.registration.property_dependencies["records"]
+    assert not run.mocks.of_type(ZONE)
+
+
+def test_github_secrets_for_the_workflow(run_stack) -> None:
+    run = run_stack()
+    secrets = {r.inputs["secretName"]: r for r in run.mocks.of_type(SECRET)}
+    assert sorted(secrets) == sorted(SECRET_NAMES)
+    for r in secrets.values():
+        assert "value" in r.inputs
+        assert "plaintextValue" not in r.inputs and "encryptedValue" not in r.inputs
+        assert r.inputs["repository"] == "blog"
+    host_key = public_key(run, "blog-server-host-key")
+    assert secrets["PRODUCTION_SSH_HOST"].plain("value") == SERVER_IPV4
+    assert secrets["PRODUCTION_SSH_USERNAME"].plain("value") == "blog"
+    ci_key = run.mocks.tls_key("blog-github-ci-key")["privateKeyOpenssh"]
+    assert secrets["PRODUCTION_SSH_KEY"].plain("value") == ci_key
+    assert secrets["PRODUCTION_SSH_KNOWN_HOSTS"].plain("value") == f"{SERVER_IPV4} {host_key}"
+
+
+def test_read_only_deploy_key_and_workflow_file(run_stack) -> None:
+    run = run_stack()
+    deploy_key = one(run, DEPLOY_KEY)
+    assert deploy_key.inputs["readOnly"] is True
+    assert deploy_key.inputs["repository"] == "blog"
+    assert deploy_key.inputs["key"] == public_key(run, "blog-github-deploy-key")
+    assert deploy_key.inputs["title"] == "django-vps blog.com (read-only clone)"
+    workflow = one(run, FILE)
+    assert workflow.inputs["file"] == ".github/workflows/deploy.yml"
+    assert (workflow.inputs["repository"], workflow.inputs["branch"]) == ("blog", "main")
+    assert workflow.inputs["overwriteOnCreate"] is True
+    content = yaml.safe_load(workflow.inputs["content"])
+    triggers = content[True]  # YAML 1.1 reads the key `on` as true
+    assert triggers["push"]["branches"] == ["main"]
+    for name in SECRET_NAMES:
+        assert f"secrets.{name}" in workflow.inputs["content"]
+    assert "StrictHostKeyChecking=yes" in workflow.inputs["content"]
+    assert workflow.inputs["content"].rstrip().endswith("/home/blog/bin/deploy.sh")
+
+
+def test_github_resources_use_the_explicit_provider_for_the_owner(run_stack) -> None:
+    run = run_stack()
+    provider = one(run, GITHUB_PROVIDER)
+    assert provider.inputs["owner"] == "sdelquin"
+    github = [r for r in run.resources if r.typ.startswith("github:")]
+    assert len(github) == 6
+    for r in github:
+        assert r.registration.provider == f"{provider.urn}::{provider.id}", r.name
+
+
+def test_nine_host_commands_in_order_each_after_the_previous(run_stack) -> None:
+    run = run_stack()
+    steps = commands(run)
+    assert (
+        list(steps)
+        == list(STEPS)
+        == [
+            "packages",
+            "app-user",
+            "clone",
+            "env",
+            "deploy",
+            "supervisor",
+            "nginx",
+            "dns-wait",
+            "certbot",
+        ]
+    )
+    assert not any(c.urn in steps["packages"].dependencies for c in steps.values())
+    for previous, step in itertools.pairwise(STEPS):
+        deps = steps[step].registration
+        assert steps[previous].urn in deps.dependencies, f"{step} does not wait for {previous}"
+        # Explicit (depends_on): no input of the step comes from the previous command.
+        assert all(steps[previous].urn not in urns for urns in deps.property_dependencies.values())
+        # Only the one before: the chain is a chain.
+        others = {steps[s].urn for s in STEPS if s not in (previous, step)}
+        assert not others & deps.dependencies, step
+
+
+def test_clone_waits_for_the_deploy_key_and_certbot_path_for_dns(run_stack) -> None:
+    run = run_stack()
+    steps = commands(run)
+    deploy_key = one(run, DEPLOY_KEY)
+    assert deploy_key.urn in steps["clone"].dependencies
+    assert deploy_key.urn not in steps["app-user"].dependencies
+    rrsets = run.mocks.of_type(RRSET)
+    assert len(rrsets) == 2
+    for r in rrsets:
+        assert r.urn in steps["dns-wait"].dependencies
+        assert r.urn not in steps["nginx"].dependencies
+    assert steps["dns-wait"].urn in steps["certbot"].dependencies
+
+
+def test_every_command_pins_the_host_key_and_goes_with_the_server(run_stack) -> None:
+    run = run_stack()
+    server = one(run, SERVER)
+    host_key = public_key(run, "blog-server-host-key")
+    provisioning = run.mocks.tls_key("blog-server-provisioning-key")["privateKeyOpenssh"]
+    for role, c in commands(run).items():
+        connection = c.plain("connection")
+        assert connection["hostKey"] == host_key, role
+        assert connection["host"] == SERVER_IPV4
+        assert connection["user"] == "root"
+        assert connection["privateKey"] == provisioning
+        assert connection["dialErrorLimit"] > 0 and connection["perDialTimeout"] > 0
+        assert c.registration.deleted_with == server.urn, role
+        assert c.inputs["create"] and c.inputs["update"] == c.inputs["create"]
+    # Steps that install something lasting carry the script that removes it (for an existing host).
+    with_delete = {role for role, c in commands(run).items() if c.inputs.get("delete")}
+    assert with_delete == {"app-user", "supervisor", "nginx"}
+
+
+def test_dns_wait_expects_the_servers_ipv4(run_stack) -> None:
+    run = run_stack()
+    assert SERVER_IPV4 in commands(run)["dns-wait"].plain("create")
+
+
+# Variants.
+
+
+def test_existing_host_mode(run_stack) -> None:
+    run = run_stack(**existing_host_config())
+    types = Counter(r.typ for r in run.resources)
+    for absent in (SERVER, FIREWALL, SSH_KEY):
+        assert types[absent] == 0, absent
+    assert sorted(r.name for r in run.mocks.of_type(TLS_KEY)) == ["blog-github-ci-key", "blog-github-deploy-key"]
+    assert types[COMMAND] == 9
+    pinned = ed25519_public("existing-host")  # without the comment
+    login = ed25519_pair("existing-login")[0]
+    for role, c in commands(run).items():
+        connection = c.plain("connection")
+        assert connection["host"] == EXISTING_IP, role
+        assert connection["hostKey"] == pinned, role
+        assert connection["user"] == "root"
+        assert connection["privateKey"].strip() == login.strip()
+        # Nothing deletes the host: destroy runs the teardown scripts.
+        assert c.registration.deleted_with == "", role
+    steps = commands(run)
+    assert "removed the nginx site blog" in steps["nginx"].inputs["delete"]
+    assert "removed the supervisor program blog" in steps["supervisor"].inputs["delete"]
+    assert "/etc/sudoers.d/django-vps-blog" in steps["app-user"].inputs["delete"]
+    # An IPv4 address: an A record and no AAAA.
+    (rrset,) = run.mocks.of_type(RRSET)
+    assert (rrset.inputs["type"], rrset.inputs["name"], rrset.inputs["records"]) == ("A", "@", [{"value": EXISTING_IP}])
+    assert rrset.urn in steps["dns-wait"].dependencies
+    secrets = {r.inputs["secretName"]: r.plain("value") for r in run.mocks.of_type(SECRET)}
+    assert secrets["PRODUCTION_SSH_HOST"] == EXISTING_IP
+    assert secrets["PRODUCTION_SSH_KNOWN_HOSTS"] == f"{EXISTING_IP} {pinned}"
+    assert run.exports["ipv4"] == EXISTING_IP
+    assert run.exports["ipv6"] is None
+    assert run.exports["hostKey"] == pinned
+    assert run.exports["sshCommand"] == f"ssh root@{EXISTING_IP}"
+    assert [r["type"] for r in run.exports["dnsRecords"]] == ["A"]
+
+
+def test_existing_host_with_a_sudo_user(run_stack) -> None:
+    run = run_stack(**existing_host_config(existingHostUser="deploy"))
+    assert {c.plain("connection")["user"] for c in run.mocks.commands()} == {"deploy"}
+    assert run.exports["sshCommand"] == f"ssh deploy@{EXISTING_IP}"
+
+
+def test_existing_host_without_ipv4_is_refused(run_stack) -> None:
+    with pytest.raises(Exception, match=r"django-vps:existingHost: '2001:db8::5' has no IPv4 address"):
+        run_stack(**existing_host_config(existingHost="2001:db8::5"))
+
+
+def test_dns_off_lists_the_records_to_create_by_hand(run_stack) -> None:
+    run = run_stack(manageDns="false")
+    assert not run.mocks.of_type(RRSET) and not run.mocks.of_type(ZONE)
+    assert run.exports["dnsManaged"] is False
+    assert run.exports["dnsRecords"] == [
+        {"type": "A", "name": "@", "zone": "blog.com", "fqdn": "blog.com", "value": SERVER_IPV4, "ttl": 300},
+        {"type": "AAAA", "name": "@", "zone": "blog.com", "fqdn": "blog.com", "value": SERVER_IPV6, "ttl": 300},
+    ]
+    assert "Create the dnsRecords" in run.exports["nextSteps"]
+    steps = commands(run)
+    assert list(steps) == list(STEPS)
+    assert steps["nginx"].urn in steps["dns-wait"].dependencies
+
+
+def test_create_dns_zone(run_stack) -> None:
+    run = run_stack(createDnsZone="true")
+    zone = one(run, ZONE)
+    assert (zone.inputs["name"], zone.inputs["mode"], zone.inputs["ttl"]) == ("blog.com", "primary", 300)
+    assert zone.inputs["labels"] == LABELS
+    assert parent_of(run, zone) == "blog-dns"
+    rrsets = run.mocks.of_type(RRSET)
+    assert len(rrsets) == 2
+    for r in rrsets:
+        assert r.inputs["zone"] == "blog.com"
+        assert zone.urn in r.registration.property_dependencies["zone"], "the record does not reference the zone"
+
+
+@pytest.mark.parametrize(
+    ("domain", "zone", "name"),
+    [("blog.com", "blog.com", "@"), ("www.blog.com", "blog.com", "www"), ("www.blog.co.uk", "blog.co.uk", "www")],
+)
+def test_record_name_relative_to_the_zone(run_stack, domain: str, zone: str, name: str) -> None:
+    run = run_stack(domain=domain)
+    rrsets = run.mocks.of_type(RRSET)
+    assert {(r.inputs["zone"], r.inputs["name"]) for r in rrsets} == {(zone, name)}
+    assert {r.inputs["type"] for r in rrsets} == {"A", "AAAA"}
+    assert run.exports["url"] == f"https://{domain}"
+    assert {(r["name"], r["zone"], r["fqdn"]) for r in run.exports["dnsRecords"]} == {(name, zone, domain)}
+
+
+def test_no_workflow_file_when_deploy_workflow_is_off(run_stack) -> None:
+    run = run_stack(deployWorkflow="false")
+    assert not run.mocks.of_type(FILE)
+    assert len(run.mocks.of_type(SECRET)) == 4
+    assert "deployCommand" in run.exports["nextSteps"]
+
+
+def test_a_bad_setting_registers_nothing(run_stack) -> None:
+    with pytest.raises(Exception, match=r"django-vps:domain: 'Blog\.com' has uppercase letters"):
+        run_stack(domain="Blog.com")
+
+
+# The prod example, exactly as committed: its exports.
+
+
+def test_prod_example_exports(run_stack) -> None:
+    run = run_stack()
+    assert run.config == PROD_CONFIG  # no overrides: Pulumi.prod.yaml as is
+    host_key = public_key(run, "blog-server-host-key")
+    exports = dict(run.exports)
+    assert "__secret__" not in exports, f"secret exports: {exports.get('__secret__')}"
+    assert exports == {
+        "domain": "blog.com",
+        "url": "https://blog.com",
+        "ipv4": SERVER_IPV4,
+        "ipv6": SERVER_IPV6,
+        "sshCommand": f"ssh root@{SERVER_IPV4}",
+        "appUser": "blog",
+        "appDirectory": "/home/blog/blog",
+        "deployCommand": f"ssh blog@{SERVER_IPV4} /home/blog/bin/deploy.sh",
+        "hostKey": host_key,
+        "githubSecrets": SECRET_NAMES,
+        "dnsRecords": [
+            {"type": "A", "name": "@", "zone": "blog.com", "fqdn": "blog.com", "value": SERVER_IPV4, "ttl": 300},
+            {"type": "AAAA", "name": "@", "zone": "blog.com", "fqdn": "blog.com", "value": SERVER_IPV6, "ttl": 300},
+        ],
+        "dnsManaged": True,
+        "nextSteps": exports["nextSteps"],
+    }
+    assert host_key.startswith("ssh-ed25519 ") and len(host_key.split()) == 2
+    steps = exports["nextSteps"]
+    assert "Hetzner DNS serves the records" in steps
+    assert "A push to main deploys (.github/workflows/deploy.yml)" in steps
+    assert steps.endswith("Open https://blog.com.")
+    assert not any(is_secret(v) for v in exports.values())
+    assert unwrap(exports) == exports

@@ -1,0 +1,263 @@
+"""The lab: the test network with its proxy, DNS and ACME CA, plus the servers and the forge."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from .acme import Pebble, TestDNS
+from .common import (
+    BRIDGE,
+    CACHE_DIR,
+    CGROUP_ROOT,
+    GATEWAY,
+    PROXY_PORT,
+    RUN_DIR_PREFIX,
+    in_cgroup,
+    kill_cgroup,
+    make_cgroup,
+    sh,
+    wait_until,
+)
+from .forge import Forge
+from .hosttools import apt_hosts, ensure_host_tools
+from .image import build_image, mounts_under, remove_tree
+from .network import create_bridge, delete_netns, own_links, own_netns
+from .server import Server
+
+REGISTRY_HOSTS = ("pypi.org", "files.pythonhosted.org", "registry.npmjs.org")
+STATE_FILE = CACHE_DIR / "lab.json"  # lets `python -m tests.e2e.testhost ssh|down` find it
+
+
+def cleanup_leftovers() -> None:
+    """Remove everything of ours a killed run may have left, found by name (dvps-*).
+
+    Processes: every one we start lives under the dvps cgroup, so cgroup.kill ends them all
+    without guessing PIDs. Then namespaces, links, mounts and run directories.
+    """
+    kill_cgroup(CGROUP_ROOT)
+    for ns in own_netns():
+        delete_netns(ns)
+    for link in own_links():
+        sh(["ip", "link", "del", link], check=False)
+    tmp = Path(tempfile.gettempdir())
+    for mnt in sorted(_own_mounts(), reverse=True):
+        subprocess.run(["umount", "-l", mnt], check=False)
+    for d in tmp.glob(f"{RUN_DIR_PREFIX}*"):
+        remove_tree(d)
+    STATE_FILE.unlink(missing_ok=True)
+
+
+def leftovers() -> list[str]:
+    """What of ours still exists (empty after a clean teardown): for tests and `status`."""
+    found = [f"netns {n}" for n in own_netns()] + [f"link {n}" for n in own_links()]
+    found += [f"mount {m}" for m in _own_mounts()]
+    if CGROUP_ROOT.exists():
+        found.append(f"cgroup {CGROUP_ROOT}")
+    found += [f"dir {d}" for d in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*")]
+    return found
+
+
+def _own_mounts() -> list[str]:
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    return [p for p in points if "/dvps-" in p or p.startswith("/run/netns/dvps-")]
+
+
+class Lab:
+    """Context manager (or call start()/teardown() yourself)."""
+
+    def __init__(self, image: Path | None = None) -> None:
+        self.image = image
+        self.run_dir: Path | None = None
+        self.servers: dict[str, Server] = {}
+        self._forge: Forge | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self.dns: TestDNS
+        self.pebble: Pebble
+        self.timings: dict[str, float] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Lab:
+        cleanup_leftovers()
+        ensure_host_tools()
+        t0 = time.monotonic()
+        self.image = self.image or build_image()
+        self.timings["image"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
+        # Root filesystems live in RAM: unpacking onto this machine's ext4 takes ~10 s, onto
+        # tmpfs ~1 s. A tmpfs only takes the memory its files use.
+        sh(["mount", "-t", "tmpfs", "-o", "mode=700,size=16g", f"{RUN_DIR_PREFIX}tmpfs", self.run_dir])
+        daemons = make_cgroup(CGROUP_ROOT / "_lab")
+        create_bridge()
+        self._start_proxy(daemons)
+        self.dns = TestDNS(self.run_dir, daemons)
+        self.pebble = Pebble(self.run_dir, daemons)
+        self._procs += [self.dns.proc, self.pebble.proc]
+        self.timings["lab_start"] = time.monotonic() - t0
+        self._save_state()
+        return self
+
+    def _start_proxy(self, cgroup: Path) -> None:
+        assert self.run_dir is not None
+        allow = sorted({*apt_hosts(), *REGISTRY_HOSTS})
+        argv = [
+            sys.executable,
+            Path(__file__).with_name("proxy.py"),
+            "--listen",
+            f"{GATEWAY}:{PROXY_PORT}",
+            "--allow",
+            *allow,
+        ]
+        with open(self.run_dir / "proxy.log", "wb") as log:
+            self._procs.append(
+                subprocess.Popen(
+                    in_cgroup(cgroup, argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+        def listening() -> bool:
+            return f"{GATEWAY}:{PROXY_PORT}" in sh(["ss", "-ltnH"]).stdout
+
+        wait_until("proxy", listening, 10)
+
+    def teardown(self) -> None:
+        """Remove everything this lab made; safe to call twice and after a failed start."""
+        t0 = time.monotonic()
+        for server in list(self.servers.values()):
+            server.teardown()
+        self.servers.clear()
+        if self._forge:
+            self._forge.teardown()
+            self._forge = None
+        kill_cgroup(CGROUP_ROOT / "_lab")
+        for proc in self._procs:
+            proc.wait(timeout=10)
+        self._procs.clear()
+        sh(["ip", "link", "del", BRIDGE], check=False)
+        if self.run_dir:
+            remove_tree(self.run_dir)
+            self.run_dir = None
+        cleanup_leftovers()  # anything of ours not tracked above (and the state file)
+        if CGROUP_ROOT.exists():
+            CGROUP_ROOT.rmdir()
+        self.timings["teardown"] = time.monotonic() - t0
+
+    def __enter__(self) -> Lab:
+        try:
+            return self.start()
+        except BaseException:
+            self.teardown()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.teardown()
+
+    # --- hosts -------------------------------------------------------------------------------
+
+    def server(
+        self,
+        name: str,
+        ip: str,
+        *,
+        user_data: str | None = None,
+        root_authorized_keys: list[str] | tuple[str, ...] = (),
+        boot: bool = True,
+    ) -> Server:
+        """A new server from the image at `ip` (198.51.100.x); booted unless boot=False."""
+        assert self.run_dir is not None and self.image is not None, "lab not started"
+        if name in self.servers:
+            raise ValueError(f"server {name!r} exists")
+        t0 = time.monotonic()
+        srv = Server(
+            name,
+            ip,
+            run_dir=self.run_dir,
+            image=self.image,
+            wfe_ca_pem=self.wfe_ca_pem,
+            user_data=user_data,
+            root_authorized_keys=root_authorized_keys,
+        )
+        self.servers[name] = srv
+        self.timings[f"{name}_restore"] = time.monotonic() - t0
+        if boot:
+            t0 = time.monotonic()
+            srv.boot()
+            self.timings[f"{name}_boot_to_ssh"] = time.monotonic() - t0
+        self._save_state()
+        return srv
+
+    def forge(self, ip: str = "198.51.100.3") -> Forge:
+        """The git forge (one per lab; a second call returns the same one)."""
+        assert self.run_dir is not None, "lab not started"
+        if self._forge is None:
+            self._forge = Forge(self.run_dir, ip)
+        return self._forge
+
+    # --- DNS and ACME ------------------------------------------------------------------------
+
+    def set_a(self, name: str, ipv4: str) -> None:
+        self.dns.set_a(name, ipv4)
+
+    def set_aaaa(self, name: str, ipv6: str) -> None:
+        self.dns.set_aaaa(name, ipv6)
+
+    def clear(self, name: str) -> None:
+        self.dns.clear(name)
+
+    @property
+    def acme_directory(self) -> str:
+        return self.pebble.directory
+
+    def acme_ca_pem(self) -> str:
+        """pebble's issuing root (regenerated at each lab start): what issued certs chain to."""
+        return self.pebble.issuing_root_pem()
+
+    @property
+    def wfe_ca_pem(self) -> str:
+        """The CA of pebble's own HTTPS endpoint; every server already trusts it."""
+        return self.pebble.wfe_ca_pem
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{GATEWAY}:{PROXY_PORT}"
+
+    @property
+    def dns_server(self) -> str:
+        return GATEWAY
+
+    # --- state for the CLI -------------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "run_dir": str(self.run_dir),
+            "servers": {n: {"ip": s.ip, "rootfs": str(s.rootfs)} for n, s in self.servers.items()},
+        }
+        STATE_FILE.write_text(json.dumps(state, indent=2))
+
+
+def load_state() -> dict[str, object] | None:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except FileNotFoundError:
+        return None
+
+
+__all__ = ["Lab", "cleanup_leftovers", "leftovers", "load_state", "mounts_under"]

@@ -1,0 +1,86 @@
+"""Everything render.py produces for one Settings, by name, so the checks can iterate over it."""
+
+from __future__ import annotations
+
+import re
+
+from components import render
+from components.settings import Settings
+from tests.render.conftest import CI_PUBLIC_KEY
+
+EXPECTED_IPV4 = "198.51.100.2"
+TEARDOWN_PARTS = ("nginx", "supervisor", "app-user")
+
+SCRIPT_NAMES = (
+    "run.sh",
+    "deploy.sh",
+    "packages_step",
+    "app_user_step",
+    "clone_step",
+    "env_step",
+    "deploy_step",
+    "supervisor_step",
+    "nginx_step",
+    "dns_wait_step",
+    "certbot_step",
+    *(f"teardown_step[{part}]" for part in TEARDOWN_PARTS),
+)
+
+
+def scripts(s: Settings) -> dict[str, str]:
+    """Every bash script the program runs or installs on the host."""
+    rendered = {
+        "run.sh": render.run_sh(s),
+        "deploy.sh": render.deploy_sh(s),
+        "packages_step": render.packages_step(s),
+        "app_user_step": render.app_user_step(s, CI_PUBLIC_KEY),
+        "clone_step": render.clone_step(s),
+        "env_step": render.env_step(s),
+        "deploy_step": render.deploy_step(s),
+        "supervisor_step": render.supervisor_step(s),
+        "nginx_step": render.nginx_step(s),
+        "dns_wait_step": render.dns_wait_step(s, EXPECTED_IPV4),
+        "certbot_step": render.certbot_step(s),
+        **{f"teardown_step[{part}]": render.teardown_step(s, part) for part in TEARDOWN_PARTS},
+    }
+    assert tuple(rendered) == SCRIPT_NAMES
+    return rendered
+
+
+def all_files(s: Settings) -> dict[str, str]:
+    """Every text render.py produces from Settings (scripts, configuration files, the workflow)."""
+    return {
+        **scripts(s),
+        "supervisor_program": render.supervisor_program(s),
+        "sudoers": render.sudoers(s),
+        "nginx_site[http]": render.nginx_site(s, tls=False),
+        "nginx_site[https]": render.nginx_site(s, tls=True),
+        "django_env": render.django_env(s, "k" * 50, [("API_TOKEN", "t0ken")]),
+        "deploy_workflow": render.deploy_workflow(s),
+    }
+
+
+_HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
+def heredocs(script: str) -> list[tuple[str, str, bool]]:
+    """The here-documents of a script as bash reads them: (delimiter, body, quoted). The body runs
+    from the line after the `<<` to the first line that is exactly the delimiter."""
+    found = []
+    lines = script.splitlines(keepends=True)
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if line.lstrip().startswith("#"):
+            continue
+        for dash, quote, delimiter in _HEREDOC.findall(line):
+            assert not dash, f"<<- heredoc in {line!r}: tabs would be stripped from the content"
+            body = []
+            while index < len(lines) and lines[index].rstrip("\n") != delimiter:
+                body.append(lines[index])
+                index += 1
+            assert index < len(lines), f"heredoc {delimiter} is never terminated"
+            index += 1
+            found.append((delimiter, "".join(body), bool(quote)))
+    return found

@@ -1,0 +1,159 @@
+"""Runs a rendered host step with real bash but no access to the machine.
+
+PATH holds only stubs: the file tools the scripts use (mktemp, chmod, chown, mv, cp, rm, cmp,
+stat, install) act on a mirror of the filesystem under <sandbox>/root, and the system tools
+(nginx, systemctl, supervisorctl, certbot, sudo, visudo, useradd, ...) only record how they were
+called. Any other command is "not found", which stops the script (set -e) instead of touching the
+host. So the test sees exactly which files a step installs, byte for byte, with which mode and
+owner, and what it reloads, by running the script itself rather than reading it.
+
+Two lines are rewritten (see `sandboxed`): the `[ -e /etc/letsencrypt/... ]` test and the renewal
+path in certbot_step, because `[` is a shell builtin that no stub can intercept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+from tests.render.conftest import relocate
+
+_SEP = "\x1f"
+
+_LIB = r"""
+map() { case $1 in "$SANDBOX"/*) printf '%s' "$1" ;; /*) printf '%s' "$SANDBOX/root$1" ;; *) printf '%s' "$1" ;; esac; }
+record() { local IFS=$'\x1f'; printf '%s\n' "$*" >>"$SANDBOX/calls"; }
+"""
+
+_FILE_TOOLS = {
+    "mktemp": 'record mktemp "$@"\nexec {mktemp} "$SANDBOX/tmp/tmp.XXXXXX"',
+    "chmod": 'record chmod "$@"\nexec {chmod} "$1" "$(map "$2")"',
+    "chown": 'record chown "$@"\nprintf \'%s\\n\' "$1" >"$(map "$2").owner"',
+    "mv": """[ "$1" = -f ] && shift
+record mv "$@"
+src=$(map "$1"); dst=$(map "$2")
+{mkdir} -p "${{dst%/*}}"
+{mv} -f "$src" "$dst"
+if [ -e "$src.owner" ]; then {mv} -f "$src.owner" "$dst.owner"; fi""",
+    "cp": """args=()
+for arg in "$@"; do case $arg in -*) args+=("$arg") ;; *) args+=("$(map "$arg")") ;; esac; done
+record cp "$@"
+exec {cp} "${{args[@]}}\"""",
+    "rm": """record rm "$@"
+for arg in "$@"; do case $arg in -*) ;; *) {rm} -f "$(map "$arg")" "$(map "$arg").owner" ;; esac; done""",
+    "cmp": """args=()
+for arg in "$@"; do case $arg in -*) args+=("$arg") ;; *) args+=("$(map "$arg")") ;; esac; done
+exec {cmp} "${{args[@]}}\"""",
+    # Only `stat -c FORMAT PATH` is used; the owner comes from what chown recorded.
+    "stat": """path=$(map "$3")
+owner=$({cat} "$path.owner" 2>/dev/null || echo root:root)
+exec {stat} -c "${{2//%U:%G/$owner}}" "$path\"""",
+    "install": """record install "$@"
+for last in "$@"; do :; done
+{mkdir} -p "$(map "$last")\"""",
+}
+
+# Tools that only record their call; some answer as the real one would on a working host.
+_RECORDERS = {
+    "supervisorctl": 'if [ "$1" = status ]; then echo "$2                 RUNNING   pid 4242, uptime 0:00:05"; fi',
+    "nginx": 'if [ -e "$SANDBOX/nginx-rejects" ]; then echo "nginx: configuration test failed" >&2; exit 1; fi',
+    "certbot": """while [ $# -gt 0 ]; do if [ "$1" = --cert-name ]; then name=$2; fi; shift; done
+{mkdir} -p "$SANDBOX/root/etc/letsencrypt/live/$name"
+: >"$SANDBOX/root/etc/letsencrypt/live/$name/fullchain.pem\"""",
+    "visudo": "",
+    "systemctl": "",
+    "sudo": "",
+    # Users "exist" once useradd made them: a file per user, and the home directory.
+    "useradd": """while [ $# -gt 1 ]; do if [ "$1" = --home-dir ]; then home=$2; fi; shift; done
+{mkdir} -p "$SANDBOX/users" "$(map "$home")"
+: >"$SANDBOX/users/$1"
+""",
+    "usermod": "",
+    "id": '[ -e "$SANDBOX/users/${{!#}}" ] && echo 1001',
+    "sleep": "",
+}
+
+# Read-only tools the scripts may use for real.
+_REAL = ("cat", "grep", "seq")
+
+
+def _real(name: str) -> str:
+    path = shutil.which(name, path="/usr/bin:/bin")
+    assert path, f"{name} not found"
+    return path
+
+
+class Sandbox:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.root = directory / "root"
+        self.bin = directory / "bin"
+        for sub in (self.root, self.bin, directory / "tmp"):
+            sub.mkdir(parents=True, exist_ok=True)
+        (directory / "calls").touch()
+        tools = {name: _real(name) for name in ("mktemp", "chmod", "mv", "cp", "rm", "cmp", "stat", "mkdir", "cat")}
+        for name, body in {**_FILE_TOOLS, **_RECORDERS}.items():
+            if name in _RECORDERS:
+                body = f'record {name} "$@"\n{body}'
+            self._stub(name, body.format(**tools))
+        for name in _REAL:
+            (self.bin / name).symlink_to(_real(name))
+
+    def _stub(self, name: str, body: str) -> None:
+        path = self.bin / name
+        path.write_text(f"#!/bin/bash\nset -eu\n{_LIB}\n{body}\n")
+        path.chmod(0o755)
+
+    def run(self, script: str, stdin: str = "", *, check: bool = True) -> subprocess.CompletedProcess:
+        env = {"PATH": str(self.bin), "SANDBOX": str(self.dir), "HOME": str(self.dir / "tmp"), "LC_ALL": "C"}
+        result = subprocess.run(
+            ["/bin/bash", "-c", script, "step"], input=stdin, capture_output=True, text=True, env=env, check=False
+        )
+        if check:
+            assert result.returncode == 0, f"step failed ({result.returncode}):\n{result.stderr}"
+        return result
+
+    def reject_nginx_config(self, reject: bool = True) -> None:
+        flag = self.dir / "nginx-rejects"
+        if reject:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
+    def files(self) -> dict[str, str]:
+        """Installed files by their absolute path on the host (directories left out)."""
+        return {
+            "/" + str(path.relative_to(self.root)): path.read_text()
+            for path in sorted(self.root.rglob("*"))
+            if path.is_file() and not path.name.endswith(".owner")
+        }
+
+    def meta(self, host_path: str) -> tuple[str, str]:
+        """(mode as 4 octal digits, owner) of an installed file."""
+        path = self.root / host_path.lstrip("/")
+        owner_file = path.with_name(path.name + ".owner")
+        owner = owner_file.read_text().strip() if owner_file.exists() else "(not chowned)"
+        return f"{stat.S_IMODE(os.stat(path).st_mode):04o}", owner
+
+    def calls(self, tool: str | None = None) -> list[list[str]]:
+        lines = (self.dir / "calls").read_text().splitlines()
+        found = [line.split(_SEP) for line in lines]
+        return [call for call in found if tool is None or call[0] == tool]
+
+    def clear_calls(self) -> None:
+        (self.dir / "calls").write_text("")
+
+
+def sandboxed(script: str, domain: str) -> str:
+    """Point the certificate checks, which use the `[` builtin, at the sandbox's mirror."""
+    rewrites = {
+        f"if [ -e /etc/letsencrypt/live/{domain}/fullchain.pem ]": (
+            f'if [ -e "$SANDBOX/root/etc/letsencrypt/live/{domain}/fullchain.pem" ]'
+        )
+    }
+    if "renewal=/etc/letsencrypt/renewal/" in script:
+        rewrites["renewal=/etc/letsencrypt/renewal/"] = 'renewal="$SANDBOX"/root/etc/letsencrypt/renewal/'
+    return relocate(script, rewrites)

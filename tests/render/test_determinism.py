@@ -1,0 +1,72 @@
+"""Rendering is deterministic (same settings, same bytes, in any process), and a setting changes
+exactly the files that use it: the host steps' triggers are the SHA-256 of their scripts, so this
+is what decides which steps `pulumi up` re-runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from components import render
+from tests.render.catalog import all_files
+from tests.render.conftest import ROOT, ed25519_keypair, fresh_settings, make_settings
+
+# Fixed (no generated keys), and away from the defaults so every template branch has content.
+CONFIG = {
+    "dependencies": "uv",
+    "gunicornWorkers": 3,
+    "logsDir": "/srv/logs/blog",
+    "djangoEnv": ["FEATURE=on"],
+    "clientMaxBodySize": "10M",
+}
+
+
+def _hashes(**overrides: object) -> dict[str, str]:
+    return {name: render.sha256(text) for name, text in all_files(make_settings(**{**CONFIG, **overrides})).items()}
+
+
+def test_rendering_twice_gives_the_same_bytes() -> None:
+    s = make_settings(**CONFIG)
+    assert all_files(s) == all_files(s)
+    assert all_files(s) == all_files(fresh_settings(**CONFIG))
+    private, public = ed25519_keypair()
+    assert render.cloud_init(private, public, [public]) == render.cloud_init(private, public, [public])
+
+
+def test_rendering_is_the_same_in_other_processes() -> None:
+    """No dependence on hash seeds (set order) or anything else of the process: this process
+    has a random seed (unless PYTHONHASHSEED is set), the other none at all."""
+    program = (
+        "import json, sys; from tests.render.test_determinism import CONFIG, _hashes; json.dump(_hashes(), sys.stdout)"
+    )
+    expected = _hashes()
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) == expected
+
+
+NGINX = {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "changed"),
+    [
+        ("clientMaxBodySize", "64m", NGINX),
+        ("gunicornWorkers", 4, {"run.sh", "deploy_step"}),
+        ("branch", "production", {"deploy.sh", "deploy_step", "clone_step", "deploy_workflow"}),
+        ("logLevel", "WARNING", {"django_env"}),
+        ("logsDir", "/srv/logs/other", {"django_env", "clone_step"}),
+        ("letsencryptEmail", "ops@example.com", {"certbot_step"}),
+        ("acmeServer", "staging", {"certbot_step"}),
+    ],
+)
+def test_a_setting_changes_exactly_the_files_that_use_it(setting: str, value: object, changed: set[str]) -> None:
+    before, after = _hashes(), _hashes(**{setting: value})
+    assert before.keys() == after.keys()
+    assert {name for name in before if before[name] != after[name]} == changed

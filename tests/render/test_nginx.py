@@ -1,0 +1,303 @@
+"""The rendered nginx site, checked and run by the real nginx.
+
+The site's paths are the host's (/home/<user>/<app>, /var/log/nginx, /etc/letsencrypt/live); the
+tests rewrite them into a temporary directory with `relocate` (every rewritten path must occur)
+and change nothing else. Running: the ports 80/443 become free high ports on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime
+import grp
+import http.client
+import json
+import os
+import pwd
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from components import render
+from components.settings import Settings
+from tests.render.conftest import free_port, make_settings, relocate, stop_process, wait_for
+
+
+def _nginx_conf(prefix: Path, site: Path) -> str:
+    """A complete nginx.conf around the site: every path nginx writes is under prefix."""
+    user = ""
+    if os.geteuid() == 0:
+        # Workers would drop to `nobody`, which cannot enter the test's directories.
+        user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};\n"
+    return f"""{user}worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{
+    worker_connections 64;
+}}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/temp/body;
+    proxy_temp_path {prefix}/temp/proxy;
+    fastcgi_temp_path {prefix}/temp/fastcgi;
+    uwsgi_temp_path {prefix}/temp/uwsgi;
+    scgi_temp_path {prefix}/temp/scgi;
+    include {site};
+}}
+"""
+
+
+def _self_signed(directory: Path, domain: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True)
+    fullchain, privkey = directory / "fullchain.pem", directory / "privkey.pem"
+    fullchain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    privkey.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return fullchain, privkey
+
+
+class NginxPrefix:
+    """A temporary root for one nginx: its conf, the app's files, the logs and the certificate."""
+
+    def __init__(self, prefix: Path, s: Settings) -> None:
+        self.prefix, self.s = prefix, s
+        (prefix / "temp").mkdir(parents=True)
+        (prefix / "log").mkdir()
+        self.app_dir = prefix / "app"
+        self.socket = prefix / "app.sock"
+        self.webroot = prefix / "acme-webroot"
+        self.live = prefix / "live"
+
+    def install(self, site_text: str, *, tls: bool, ports: dict[int, int] | None = None) -> Path:
+        mapping = {
+            f"{self.s.app_dir}/": f"{self.app_dir}/",
+            f"http://unix:{self.s.socket_path};": f"http://unix:{self.socket};",
+            "/var/log/nginx/": f"{self.prefix}/log/",
+        }
+        if tls:
+            _self_signed(self.live, self.s.domain)
+            mapping[f"/etc/letsencrypt/live/{self.s.domain}/"] = f"{self.live}/"
+            mapping["root /var/www/html;"] = f"root {self.webroot};"
+        for old, new in (ports or {}).items():
+            # Listening on IPv6 may be impossible in a container; the IPv4 line stays, on loopback.
+            mapping[f"    listen [::]:{old}"] = f"    # listen [::]:{old}"
+            mapping[f"    listen {old}"] = f"    listen 127.0.0.1:{new}"
+        site = self.prefix / "site.conf"
+        site.write_text(relocate(site_text, mapping))
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(_nginx_conf(self.prefix, site))
+        return conf
+
+
+def _nginx_test(nginx: str, prefix: Path, conf: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [nginx, "-t", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_site_passes_nginx_t(nginx: str, variant: Settings, tls: bool, tmp_path: Path) -> None:
+    root = NginxPrefix(tmp_path, variant)
+    conf = root.install(render.nginx_site(variant, tls=tls), tls=tls)
+    result = _nginx_test(nginx, tmp_path, conf)
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr and "test is successful" in result.stderr
+    assert "[warn]" not in result.stderr and "[emerg]" not in result.stderr, result.stderr
+
+
+def test_nginx_t_rejects_a_broken_site(nginx: str, tmp_path: Path) -> None:
+    """Control: the check above fails on a bad directive."""
+    s = make_settings()
+    root = NginxPrefix(tmp_path, s)
+    conf = root.install(render.nginx_site(s, tls=False).replace("proxy_redirect off;", "proxy_redirect of;"), tls=False)
+    result = _nginx_test(nginx, tmp_path, conf)
+    assert result.returncode != 0 and "test failed" in result.stderr
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Stands in for gunicorn: answers with the request line and headers nginx forwarded."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.dumps(
+            {
+                "path": self.path,
+                "method": self.command,
+                "host": self.headers.get("Host"),
+                "proto": self.headers.get("X-Forwarded-Proto"),
+                "for": self.headers.get("X-Forwarded-For"),
+                "body_length": len(self.rfile.read(length)) if length else 0,
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def address_string(self) -> str:  # a unix socket has no client address
+        return "unix"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def echo_app(short_tmp: Path) -> Iterator[Path]:
+    path = short_tmp / "app.sock"
+    server = _UnixHTTPServer(str(path), _Echo)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _start_nginx(nginx: str, prefix: Path, conf: Path, port: int) -> subprocess.Popen:
+    assert _nginx_test(nginx, prefix, conf).returncode == 0
+    process = subprocess.Popen(
+        [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"nginx exited: {process.stderr.read().decode()}")
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, timeout=10, what="nginx to listen")
+    return process
+
+
+def _get(port: int, path: str, host: str, *, method: str = "GET", body: bytes | None = None, context=None):
+    if context is None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    else:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    try:
+        connection.request(method, path, body=body, headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def _prepare_app(root: NginxPrefix, echo_socket: Path) -> None:
+    (root.app_dir / "static").mkdir(parents=True)
+    (root.app_dir / "media").mkdir()
+    (root.app_dir / "static" / "x.css").write_text("body { color: teal; }\n")
+    (root.app_dir / "media" / "y.txt").write_text("uploaded by a user\n")
+    root.socket = echo_socket
+
+
+def test_http_site_serves_files_and_proxies_to_the_socket(
+    nginx: str, short_tmp: Path, echo_app: Path, tmp_path: Path
+) -> None:
+    s = make_settings(clientMaxBodySize="1k")
+    domain = s.domain
+    root = NginxPrefix(tmp_path, s)
+    _prepare_app(root, echo_app)
+    port = free_port()
+    conf = root.install(render.nginx_site(s, tls=False), tls=False, ports={80: port})
+    process = _start_nginx(nginx, tmp_path, conf, port)
+    try:
+        assert _get(port, "/static/x.css", domain)[::2] == (200, b"body { color: teal; }\n")
+        assert _get(port, "/media/y.txt", domain)[::2] == (200, b"uploaded by a user\n")
+        # A missing static or media file is nginx's 404: it never reaches Django.
+        assert _get(port, "/static/missing.css", domain)[0] == 404
+
+        status, _, body = _get(port, "/posts/?page=2", domain)
+        assert status == 200
+        echoed = json.loads(body)
+        assert echoed == {
+            "path": "/posts/?page=2",
+            "method": "GET",
+            "host": domain,
+            "proto": "http",
+            "for": "127.0.0.1",
+            "body_length": 0,
+        }
+        # /staticfoo is not /static/: proxied, not looked up on disk.
+        assert json.loads(_get(port, "/staticfoo", domain)[2])["path"] == "/staticfoo"
+
+        # client_max_body_size: up to the limit reaches the app, above it nginx answers 413.
+        status, _, body = _get(port, "/upload/", domain, method="POST", body=b"a" * 1024)
+        assert status == 200 and json.loads(body)["body_length"] == 1024
+        assert _get(port, "/upload/", domain, method="POST", body=b"a" * 1025)[0] == 413
+    finally:
+        stop_process(process)
+    assert (tmp_path / "log" / f"{s.app_name}.access.log").read_text().count("/static/x.css") == 1
+
+
+def test_https_site_redirects_and_serves_over_tls(nginx: str, short_tmp: Path, echo_app: Path, tmp_path: Path) -> None:
+    s = make_settings()
+    domain = s.domain
+    root = NginxPrefix(tmp_path, s)
+    _prepare_app(root, echo_app)
+    (root.webroot / ".well-known" / "acme-challenge").mkdir(parents=True)
+    (root.webroot / ".well-known" / "acme-challenge" / "token123").write_text("token123.thumbprint")
+    http_port, https_port = free_port(), free_port()
+    conf = root.install(render.nginx_site(s, tls=True), tls=True, ports={80: http_port, 443: https_port})
+    process = _start_nginx(nginx, tmp_path, conf, https_port)
+    try:
+        status, headers, _ = _get(http_port, "/posts/?page=2", domain)
+        assert (status, headers["Location"]) == (301, f"https://{domain}/posts/?page=2")
+        status, _, body = _get(http_port, "/.well-known/acme-challenge/token123", domain)
+        assert (status, body) == (200, b"token123.thumbprint"), "renewals answer the challenge over HTTP"
+
+        context = ssl.create_default_context(cafile=str(root.live / "fullchain.pem"))
+        context.check_hostname = False  # connecting to 127.0.0.1; the certificate names the domain
+        status, _, body = _get(https_port, "/static/x.css", domain, context=context)
+        assert (status, body) == (200, b"body { color: teal; }\n")
+        status, _, body = _get(https_port, "/", domain, context=context)
+        assert status == 200 and json.loads(body)["proto"] == "https" and json.loads(body)["host"] == domain
+
+    finally:
+        stop_process(process)
+
+
+def test_debian_13_gets_the_http2_directive_of_its_nginx() -> None:
+    # nginx 1.25.1+ warns on `listen ... http2`; 1.22 (Debian 12) rejects `http2 on`.
+    debian_13 = render.nginx_site(make_settings(image="debian-13"), tls=True)
+    debian_12 = render.nginx_site(make_settings(), tls=True)
+    assert "http2 on;" in debian_13 and "ssl http2;" not in debian_13
+    assert "listen 443 ssl http2;" in debian_12 and "http2 on;" not in debian_12

@@ -1,0 +1,214 @@
+"""The host steps, run by real bash in a sandbox (see sandbox.py): the files they install are
+byte-identical to what render.py renders, with the intended mode and owner; a second run with
+nothing changed installs and reloads nothing; a site nginx rejects never stays installed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components import render
+from tests.render.catalog import heredocs
+from tests.render.conftest import CI_PUBLIC_KEY, find_tool, make_settings
+from tests.render.sandbox import Sandbox, sandboxed
+
+HOOK = "/etc/letsencrypt/renewal-hooks/deploy/django-vps-reload-nginx"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    return Sandbox(tmp_path / "sandbox")
+
+
+def _site(s) -> str:
+    return f"/etc/nginx/conf.d/{s.app_name}.conf"
+
+
+def _reloads(sandbox: Sandbox) -> list[list[str]]:
+    return [call for call in sandbox.calls("systemctl") if call[1:] == ["reload", "nginx"]]
+
+
+def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandbox: Sandbox) -> None:
+    s = variant
+    sandbox.run(render.deploy_step(s))
+    assert sandbox.files() == {s.run_script: render.run_sh(s), s.deploy_script: render.deploy_sh(s)}
+    assert sandbox.meta(s.run_script) == ("0755", "root:root")
+    assert sandbox.meta(s.deploy_script) == ("0755", "root:root")
+    assert sandbox.calls("sudo") == [["sudo", "-u", s.user, "-H", "--", s.deploy_script]]
+
+
+def test_supervisor_step_installs_the_program(variant, sandbox: Sandbox) -> None:
+    s = variant
+    sandbox.run(render.supervisor_step(s))
+    conf = f"/etc/supervisor/conf.d/{s.app_name}.conf"
+    assert sandbox.files() == {conf: render.supervisor_program(s)}
+    assert sandbox.meta(conf) == ("0644", "root:root")
+    calls = sandbox.calls("supervisorctl")
+    assert calls[:2] == [["supervisorctl", "reread"], ["supervisorctl", "update", s.app_name]]
+    assert ["supervisorctl", "status", s.app_name] in calls
+
+
+def test_app_user_step_installs_keys_and_sudo_rule(variant, sandbox: Sandbox) -> None:
+    s = variant
+    deploy_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n-----END OPENSSH PRIVATE KEY-----\n"
+    sandbox.run(render.app_user_step(s, CI_PUBLIC_KEY + "\n"), stdin=deploy_key)
+    sudoers = f"/etc/sudoers.d/django-vps-{s.app_name}"
+    assert sandbox.files() == {
+        f"{s.home}/.ssh/deploy_key": deploy_key,
+        f"{s.home}/.ssh/known_hosts_clone": "".join(f"{line}\n" for line in s.clone_host_keys),
+        f"{s.home}/.ssh/authorized_keys": f"{CI_PUBLIC_KEY}\n",
+        sudoers: render.sudoers(s),
+    }
+    owner = f"{s.user}:{s.user}"
+    assert sandbox.meta(f"{s.home}/.ssh/deploy_key") == ("0600", owner)
+    assert sandbox.meta(f"{s.home}/.ssh/authorized_keys") == ("0600", owner)
+    assert sandbox.meta(sudoers) == ("0440", "root:root")
+    assert sandbox.calls("useradd") == [
+        ["useradd", "--create-home", "--home-dir", s.home, "--shell", "/bin/bash", "--user-group", s.user]
+    ]
+    assert sandbox.calls("usermod") == [["usermod", "--append", "--groups", s.user, "www-data"]]
+    # The rule is checked by visudo before it is installed.
+    calls = [call[0] for call in sandbox.calls() if call[0] in ("visudo", "mv")]
+    assert calls.index("visudo") < len(calls) - 1 - calls[::-1].index("mv")
+
+    sandbox.clear_calls()
+    sandbox.run(render.app_user_step(s, CI_PUBLIC_KEY + "\n"), stdin=deploy_key)
+    assert sandbox.calls("useradd") == [], "the user exists: not created again"
+    assert sandbox.calls("mv") == [], "nothing changed: nothing installed again"
+
+
+def test_env_step_reloads_gunicorn_only_when_the_env_changed(sandbox: Sandbox) -> None:
+    s = make_settings()
+    env = render.django_env(s, "x" * 50, [])
+    step = render.env_step(s)
+    hup = ["supervisorctl", "signal", "HUP", s.app_name]
+
+    sandbox.run(step, stdin=env)
+    assert sandbox.files() == {f"{s.app_dir}/.env": env}
+    assert sandbox.meta(f"{s.app_dir}/.env") == ("0600", f"{s.user}:{s.user}")
+    assert hup in sandbox.calls("supervisorctl")
+
+    sandbox.clear_calls()
+    sandbox.run(step, stdin=env)
+    assert hup not in sandbox.calls("supervisorctl"), "unchanged .env: no reload"
+
+    sandbox.run(step, stdin=env + "EXTRA=1\n")
+    assert hup in sandbox.calls("supervisorctl")
+    assert sandbox.files() == {f"{s.app_dir}/.env": env + "EXTRA=1\n"}
+
+
+def test_nginx_site_lifecycle(variant, sandbox: Sandbox) -> None:
+    """nginx step (HTTP) -> certbot step (certificate, hook, HTTPS) -> nginx step again -> teardown."""
+    s = variant
+    site, http, https = _site(s), render.nginx_site(s, tls=False), render.nginx_site(s, tls=True)
+    nginx_step = sandboxed(render.nginx_step(s), s.domain)
+
+    sandbox.run(nginx_step)
+    assert sandbox.files() == {site: http}
+    assert sandbox.meta(site) == ("0644", "root:root")
+    assert sandbox.calls("nginx") == [["nginx", "-t", "-q"]]
+    assert len(_reloads(sandbox)) == 1
+
+    sandbox.clear_calls()
+    sandbox.run(nginx_step)
+    assert sandbox.calls("nginx") == [] and _reloads(sandbox) == [], "nothing changed: no check, no reload"
+
+    sandbox.clear_calls()
+    sandbox.run(sandboxed(render.certbot_step(s), s.domain))
+    (certbot,) = sandbox.calls("certbot")
+    assert certbot[1:] == [
+        "certonly", "--nginx", "--non-interactive", "--agree-tos", "--no-eff-email",
+        "--email", s.letsencrypt_email, "--server", s.acme_server,
+        "--cert-name", s.domain, "-d", s.domain, "--keep-until-expiring",
+    ]  # fmt: skip
+    files = sandbox.files()
+    assert files[site] == https
+    assert files[HOOK] == heredocs(render.certbot_step(s))[0][1]
+    assert sandbox.meta(HOOK) == ("0755", "root:root")
+    assert len(_reloads(sandbox)) == 1
+
+    sandbox.clear_calls()
+    sandbox.run(nginx_step)
+    assert sandbox.files()[site] == https, "with the certificate the nginx step keeps the HTTPS site"
+    assert _reloads(sandbox) == []
+
+    sandbox.clear_calls()
+    sandbox.run(render.teardown_step(s, "nginx"))
+    assert site not in sandbox.files()
+    assert sandbox.calls("nginx") == [["nginx", "-t", "-q"]] and len(_reloads(sandbox)) == 1
+
+
+def test_rejected_site_is_rolled_back(sandbox: Sandbox) -> None:
+    s = make_settings()
+    site = _site(s)
+
+    sandbox.reject_nginx_config()
+    first = sandbox.run(sandboxed(render.nginx_step(s), s.domain), check=False)
+    assert first.returncode == 1 and "previous one is kept" in first.stderr
+    assert site not in sandbox.files(), "a first site nginx rejects is removed"
+    assert _reloads(sandbox) == []
+
+    sandbox.reject_nginx_config(False)
+    sandbox.run(sandboxed(render.nginx_step(s), s.domain))
+    sandbox.reject_nginx_config()
+    sandbox.clear_calls()
+    second = sandbox.run(sandboxed(render.certbot_step(s), s.domain), check=False)
+    assert second.returncode == 1
+    assert sandbox.files()[site] == render.nginx_site(s, tls=False), "the previous site is restored"
+    assert _reloads(sandbox) == []
+
+
+@pytest.mark.parametrize(("recorded_server", "forced"), [(None, False), ("same", False), ("other", True)])
+def test_certbot_forces_renewal_only_when_the_acme_server_changed(
+    sandbox: Sandbox, recorded_server: str | None, forced: bool
+) -> None:
+    s = make_settings(acmeServer="staging")
+    if recorded_server:
+        renewal = sandbox.root / f"etc/letsencrypt/renewal/{s.domain}.conf"
+        renewal.parent.mkdir(parents=True)
+        server = s.acme_server if recorded_server == "same" else "https://acme-v02.api.letsencrypt.org/directory"
+        renewal.write_text(f"version = 2.9.0\narchive_dir = /x\nserver = {server}\n")
+    sandbox.run(sandboxed(render.certbot_step(s), s.domain))
+    (certbot,) = sandbox.calls("certbot")
+    assert ("--force-renewal" in certbot) is forced
+
+
+def test_teardown_app_user_removes_keys_and_sudo_rule(sandbox: Sandbox) -> None:
+    s = make_settings()
+    sandbox.run(render.app_user_step(s, CI_PUBLIC_KEY), stdin="key\n")
+    sandbox.run(render.teardown_step(s, "app-user"))
+    assert sandbox.files() == {f"{s.home}/.ssh/known_hosts_clone": "".join(f"{k}\n" for k in s.clone_host_keys)}
+
+
+def test_teardown_supervisor_removes_the_program(sandbox: Sandbox) -> None:
+    s = make_settings()
+    sandbox.run(render.supervisor_step(s))
+    sandbox.clear_calls()
+    sandbox.run(render.teardown_step(s, "supervisor"))
+    assert sandbox.files() == {}
+    assert sandbox.calls("supervisorctl") == [
+        ["supervisorctl", "stop", s.app_name],
+        ["supervisorctl", "reread"],
+        ["supervisorctl", "update"],
+    ]
+
+
+def test_sandbox_refuses_unknown_commands(sandbox: Sandbox) -> None:
+    """Control: a command without a stub is not found, so no step can reach the real system."""
+    result = sandbox.run("set -e\ntouch /tmp/django-vps-must-not-exist\necho reached\n", check=False)
+    assert result.returncode == 127 and "reached" not in result.stdout
+    assert not Path("/tmp/django-vps-must-not-exist").exists()
+
+
+def test_sudoers_rule_passes_visudo(variant, tmp_path: Path) -> None:
+    visudo = find_tool("visudo")
+    if visudo is None:
+        pytest.skip("visudo is not installed: apt-get install -y sudo")
+    rule = tmp_path / "rule"
+    rule.write_text(render.sudoers(variant))
+    result = subprocess.run([visudo, "-c", "-q", "-f", str(rule)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rule.write_text(render.sudoers(variant).replace("NOPASSWD:", "NOPASSWD"))
+    assert subprocess.run([visudo, "-c", "-q", "-f", str(rule)], capture_output=True, check=False).returncode != 0

@@ -1,0 +1,252 @@
+"""The rendered supervisor program and run.sh, run by a real supervisord against a copy of the
+fixture Django project: gunicorn comes up RUNNING on the unix socket, serves the page, keeps the
+socket private to the app's group and reloads on HUP without going down.
+
+The program's paths are the host's (/home/<user>/..., /var/log/supervisor); `relocate` moves them
+under a temporary root and sets `user =` to the user running the tests. Nothing else is changed.
+The app's .venv is a symlink to the project's environment (it has django, gunicorn, decouple)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from components import render
+from components.settings import Settings
+from tests.render.conftest import (
+    FIXTURE_BLOG_PIP,
+    find_tool,
+    make_settings,
+    relocate,
+    short_temporary_directory,
+    stop_process,
+    wait_for,
+)
+
+Ctl = Callable[..., subprocess.CompletedProcess]
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=15)
+        self.socket_path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def get(path: Path, url: str, host: str) -> tuple[int, str]:
+    connection = UnixHTTPConnection(path)
+    try:
+        connection.request("GET", url, headers={"Host": host, "X-Forwarded-Proto": "https"})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # The command name is in parentheses and may hold spaces: split after it.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _copy_fixture(app_dir: Path) -> None:
+    top_level_skip = {".venv", "db.sqlite3", "static", "logs", ".env"}
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skip = {name for name in names if name == "__pycache__"}
+        if Path(directory) == FIXTURE_BLOG_PIP:
+            skip |= top_level_skip & set(names)
+        return skip
+
+    shutil.copytree(FIXTURE_BLOG_PIP, app_dir, ignore=ignore)
+
+
+class Host:
+    """The host's file layout under a temporary root, filled from the rendered files."""
+
+    def __init__(self, root: Path, s: Settings) -> None:
+        self.root, self.s = root, s
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.paths = {s.home: f"{root}{s.home}", "/var/log/supervisor/": f"{root}/var/log/supervisor/"}
+
+    def path(self, host_path: str) -> Path:
+        return Path(f"{self.root}{host_path}")
+
+    def build(self) -> Path:
+        s = self.s
+        app_dir = self.path(s.app_dir)
+        _copy_fixture(app_dir)
+        (app_dir / ".venv").symlink_to(Path(sys.prefix))
+        env = app_dir / ".env"
+        env.write_text(render.django_env(s, "x" * 50, []))
+        env.chmod(0o600)
+        for directory in ("run", "bin"):
+            self.path(f"{s.home}/{directory}").mkdir(parents=True)
+        self.path("/var/log/supervisor").mkdir(parents=True)
+        run = self.path(s.run_script)
+        run.write_text(relocate(render.run_sh(s), {s.home: self.paths[s.home]}))
+        run.chmod(0o755)
+        conf_d = self.path("/etc/supervisor/conf.d")
+        conf_d.mkdir(parents=True)
+        program = relocate(render.supervisor_program(s), {**self.paths, f"user = {s.user}\n": f"user = {self.user}\n"})
+        (conf_d / f"{s.app_name}.conf").write_text(program)
+        conf = self.root / "supervisord.conf"
+        conf.write_text(
+            f"""[unix_http_server]
+file = {self.root}/supervisor.sock
+chmod = 0700
+
+[supervisord]
+logfile = {self.root}/supervisord.log
+pidfile = {self.root}/supervisord.pid
+childlogdir = {self.root}/var/log/supervisor
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl = unix://{self.root}/supervisor.sock
+
+[include]
+files = {conf_d}/*.conf
+"""
+        )
+        return conf
+
+
+@pytest.fixture(scope="module")
+def tools() -> tuple[str, str]:
+    supervisord = find_tool("supervisord", venv=True)
+    supervisorctl = find_tool("supervisorctl", venv=True)
+    if not (supervisord and supervisorctl):
+        pytest.skip("supervisor is not installed in the project's environment (uv sync)")
+    if not (Path(sys.prefix) / "bin" / "gunicorn").exists():
+        pytest.skip("gunicorn is not installed in the project's environment (uv sync)")
+    return supervisord, supervisorctl
+
+
+@pytest.fixture(scope="module")
+def running(tools: tuple[str, str]) -> Iterator[tuple[Settings, Host, Ctl]]:
+    """One supervisord for the module (starting it takes startsecs = 3 s)."""
+    supervisord, supervisorctl = tools
+    with short_temporary_directory() as short_tmp:
+        yield from _running(supervisord, supervisorctl, short_tmp)
+
+
+def _running(supervisord: str, supervisorctl: str, short_tmp: Path) -> Iterator[tuple[Settings, Host, Ctl]]:
+    s = make_settings(gunicornWorkers=2, logsDir=str(short_tmp / "logs"))
+    host = Host(short_tmp, s)
+    conf = host.build()
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input"],
+        cwd=host.path(s.app_dir),
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+    )
+    assert migrate.returncode == 0, migrate.stderr
+
+    def ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([supervisorctl, "-c", str(conf), *args], capture_output=True, text=True, check=False)
+
+    process = subprocess.Popen(
+        [supervisord, "-n", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    gunicorn = None
+    try:
+
+        def settled() -> str | None:
+            status = ctl("status", s.app_name).stdout
+            return status if "RUNNING" in status or "FATAL" in status else None
+
+        status = wait_for(settled, timeout=30, what=f"{s.app_name} RUNNING or FATAL")
+        if "RUNNING" not in status:
+            err_log = host.path(f"/var/log/supervisor/{s.app_name}.err.log")
+            log = err_log.read_text()[-3000:] if err_log.exists() else "(no log)"
+            pytest.fail(f"{s.app_name} is not RUNNING: {status}\n{log}")
+        gunicorn = int(ctl("pid", s.app_name).stdout)
+        yield s, host, ctl
+    finally:
+        stop_process(process)  # supervisord stops the program (stopsignal INT) before it exits
+        if gunicorn is not None and alive(gunicorn):
+            os.kill(gunicorn, 9)
+            pytest.fail("gunicorn outlived supervisord")
+
+
+def test_program_runs_serves_and_reloads(running) -> None:
+    s, host, ctl = running
+    socket_path = host.path(s.socket_path)
+    status = ctl("status", s.app_name)
+    assert status.returncode == 0 and "RUNNING" in status.stdout
+
+    code, page = get(socket_path, "/", s.domain)
+    assert code == 200 and "Hello from django-vps" in page
+    # ALLOWED_HOSTS comes from the rendered .env: another host is refused.
+    assert get(socket_path, "/", "evil.example.net")[0] == 400
+
+    info = os.stat(socket_path)
+    assert stat.S_ISSOCK(info.st_mode)
+    assert stat.S_IMODE(info.st_mode) & 0o007 == 0, f"socket mode {stat.S_IMODE(info.st_mode):o}: others may connect"
+    assert info.st_uid == os.getuid()
+
+    master = int(ctl("pid", s.app_name).stdout)
+    workers = wait_for(lambda: len(children(master)) == 2 and children(master), timeout=15, what="2 workers")
+
+    signal = ctl("signal", "HUP", s.app_name)
+    assert signal.returncode == 0 and "signalled" in signal.stdout
+    # gunicorn starts new workers and retires the old ones; the master and the socket stay.
+    wait_for(
+        lambda: (new := children(master)) and not (new & workers) and len(new) == 2,
+        timeout=20,
+        what="the HUP to replace both workers",
+    )
+    assert int(ctl("pid", s.app_name).stdout) == master
+    assert "RUNNING" in ctl("status", s.app_name).stdout
+    code, page = get(socket_path, "/", s.domain)
+    assert code == 200 and "Hello from django-vps" in page
+
+    err_log = host.path(f"/var/log/supervisor/{s.app_name}.err.log").read_text()
+    assert f"Listening at: unix:{socket_path}" in err_log
+    assert "Handling signal: hup" in err_log
+    out_log = host.path(f"/var/log/supervisor/{s.app_name}.out.log")
+    wait_for(lambda: '"GET / HTTP/1.1" 200' in out_log.read_text(), timeout=5, what="the access log line")
+
+
+def test_django_errors_reach_the_log_file(running) -> None:
+    """The rendered .env's LOGS_DIR/LOG_FILENAME reach the project's logging (the seed's block)."""
+    s, host, _ = running
+    assert get(host.path(s.socket_path), "/boom/", s.domain)[0] == 500
+    log = Path(s.logs.directory) / s.logs.filename
+    wait_for(lambda: log.exists() and "django-vps boom" in log.read_text(), timeout=5, what=f"the error in {log}")
+    assert log.read_text().startswith("ERROR ")

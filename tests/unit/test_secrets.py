@@ -1,0 +1,256 @@
+"""Secrets: where each one goes (only secret inputs and stdin), where it never goes (scripts, plain
+inputs, exports), and the triggers that make a step re-run exactly when what it installs changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.host import STEPS
+from components.settings import load_settings
+from components.site import DjangoSite
+from tests.unit.conftest import (
+    GENERATED_SECRET_KEY_PREFIX,
+    PROD_CONFIG,
+    StackRun,
+    all_strings,
+    is_secret,
+    plain_strings,
+    unwrap,
+)
+from tests.unit.keys import ed25519_pair, ed25519_public
+
+GITHUB_TOKEN = "ghp_SeCrEtGiThUbToKeN0123456789abcdefABCD"
+DJANGO_SECRET_KEY = "dj-SeCrEt-KeY-" + "q7Zp" * 10
+SECRET_ENV = {"EMAIL_HOST_PASSWORD": "pw-SeCrEt-VaLuE-1", "API_TOKEN": "tok-SeCrEt-VaLuE-2"}
+SECRETS = {
+    "github:token": GITHUB_TOKEN,
+    "djangoSecretKey": DJANGO_SECRET_KEY,
+    "djangoSecretEnv": json.dumps([f"{k}={v}" for k, v in SECRET_ENV.items()]),
+}
+SECRET_KEYS = ("github:token", "djangoSecretKey", "djangoSecretEnv")
+EXISTING_LOGIN_KEY = ed25519_pair("existing-login")[0]
+EXISTING = {
+    "existingHost": "203.0.113.10",
+    "existingHostKey": ed25519_public("existing-host"),
+    "existingHostPrivateKey": EXISTING_LOGIN_KEY,
+    "serverType": None,
+    "location": None,
+    "backups": None,
+}
+STDIN_STEPS = {"app-user", "env"}
+
+
+def key_fragments(pem: str) -> list[str]:
+    """The base64 body lines of a PEM key: any one of them in clear text is a leak. (The first line of
+    an OpenSSH key, "openssh-key-v1" and the cipher names, is the same in every key: left out.)"""
+    lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    return lines[1:] if "OPENSSH" in pem else lines
+
+
+def needles(run: StackRun, *plain_secrets: str) -> dict[str, list[str]]:
+    """Every secret of the run, by name, as the strings that must not appear in clear text."""
+    found = {f"secret-{i}": [value] for i, value in enumerate(plain_secrets)}
+    for r in run.mocks.of_type("tls:index/privateKey:PrivateKey"):
+        found[f"{r.name}.openssh"] = key_fragments(r.outputs["privateKeyOpenssh"])
+        found[f"{r.name}.pem"] = key_fragments(r.outputs["privateKeyPem"])
+    for r in run.mocks.of_type("random:index/randomPassword:RandomPassword"):
+        found[r.name] = [r.outputs["result"]]
+    return found
+
+
+def leaks(strings: Iterator[str], secrets: dict[str, list[str]]) -> set[str]:
+    texts = list(strings)
+    return {name for name, fragments in secrets.items() for f in fragments if any(f in t for t in texts)}
+
+
+def check_no_leaks(run: StackRun, secrets: dict[str, list[str]]) -> None:
+    for r in run.mocks.commands():
+        for script in ("create", "update", "delete"):
+            assert not leaks(all_strings(r.inputs.get(script)), secrets), f"{r.name}.{script} holds a secret"
+    for r in run.resources:
+        assert not leaks(plain_strings(r.inputs), secrets), f"{r.name} has a secret in a non-secret input"
+    assert not leaks(all_strings(run.exports.get(k) for k in run.exports if k != "__secret__"), secrets)
+    assert "__secret__" not in run.exports
+
+
+def used_secretly(run: StackRun, fragments: list[str]) -> list[str]:
+    """Names of the resources that receive the secret (inside a secret input)."""
+    return [r.name for r in run.resources if any(f in s for f in fragments for s in all_strings(r.inputs))]
+
+
+def test_no_secret_in_scripts_plain_inputs_or_exports(run_stack) -> None:
+    run = run_stack(secret_keys=SECRET_KEYS, **SECRETS)
+    secrets = needles(run, GITHUB_TOKEN, DJANGO_SECRET_KEY, *SECRET_ENV.values())
+    check_no_leaks(run, secrets)
+    # Not vacuous: each secret that the stack uses does reach a resource, inside a secret input.
+    assert used_secretly(run, [GITHUB_TOKEN]) == ["blog-github-provider"]
+    assert used_secretly(run, [DJANGO_SECRET_KEY]) == ["blog-host-env"]
+    for value in SECRET_ENV.values():
+        assert used_secretly(run, [value]) == ["blog-host-env"]
+    assert set(used_secretly(run, secrets["blog-server-host-key.openssh"])) == {"blog-server-server"}
+    assert set(used_secretly(run, secrets["blog-server-provisioning-key.openssh"])) == {
+        f"blog-host-{step}" for step in STEPS
+    }
+    assert used_secretly(run, secrets["blog-github-ci-key.openssh"]) == ["blog-github-production-ssh-key"]
+    assert used_secretly(run, secrets["blog-github-deploy-key.openssh"]) == ["blog-host-app-user"]
+    assert not run.mocks.of_type("random:index/randomPassword:RandomPassword")  # djangoSecretKey given
+
+
+def test_generated_secret_key_stays_secret(run_stack) -> None:
+    run = run_stack()
+    (password,) = run.mocks.of_type("random:index/randomPassword:RandomPassword")
+    generated = password.outputs["result"]
+    assert generated.startswith(GENERATED_SECRET_KEY_PREFIX) and len(generated) == 64
+    check_no_leaks(run, needles(run))
+    assert used_secretly(run, [generated]) == ["blog-host-env"]
+    assert f"SECRET_KEY={generated}\n" in run.mocks.named("blog-host-env").plain("stdin")
+
+
+def test_existing_host_private_key_stays_secret(run_stack) -> None:
+    run = run_stack(secret_keys=("existingHostPrivateKey",), **EXISTING)
+    secrets = needles(run)
+    secrets["existingHostPrivateKey"] = key_fragments(EXISTING_LOGIN_KEY)
+    check_no_leaks(run, secrets)
+    assert set(used_secretly(run, secrets["existingHostPrivateKey"])) == {f"blog-host-{step}" for step in STEPS}
+
+
+def test_steps_with_secrets_take_them_on_stdin_and_log_nothing(run_stack) -> None:
+    run = run_stack(secret_keys=SECRET_KEYS, **SECRETS)
+    for r in run.mocks.commands():
+        role = r.name.removeprefix("blog-host-")
+        if role in STDIN_STEPS:
+            assert is_secret(r.inputs["stdin"]), role
+            assert r.inputs["logging"] == "none", role
+            assert {"stdin", "stdout", "stderr"} <= set(r.registration.additional_secret_outputs), role
+        else:
+            assert "stdin" not in r.inputs, role
+            assert r.inputs["logging"] == "stdoutAndStderr", role
+        # The connection holds the login key: the whole input is secret.
+        assert is_secret(r.inputs["connection"]), role
+    env = run.mocks.named("blog-host-env").plain("stdin").splitlines()
+    assert f"SECRET_KEY={DJANGO_SECRET_KEY}" in env
+    for name, value in SECRET_ENV.items():
+        assert f"{name}={value}" in env
+    assert "ALLOWED_HOSTS=blog.com" in env and "DEBUG=False" in env
+    deploy_key = run.mocks.tls_key("blog-github-deploy-key")["privateKeyOpenssh"]
+    assert run.mocks.named("blog-host-app-user").plain("stdin") == deploy_key
+
+
+def test_secret_inputs_are_marked_secret(run_stack) -> None:
+    run = run_stack(secret_keys=SECRET_KEYS, **SECRETS)
+    secrets = run.mocks.of_type("github:index/actionsSecret:ActionsSecret")
+    assert len(secrets) == 4
+    for r in secrets:
+        assert is_secret(r.inputs["value"]), r.inputs["secretName"]  # even the host and user name
+    provider = run.mocks.named("blog-github-provider")
+    assert is_secret(provider.inputs["token"]) and unwrap(provider.inputs["token"]) == GITHUB_TOKEN
+    server = run.mocks.named("blog-server-server", "hcloud:index/server:Server")
+    assert is_secret(server.inputs["userData"])
+    assert "userData" in server.registration.additional_secret_outputs
+
+
+def test_github_token_from_the_environment_when_not_configured(run_stack) -> None:
+    run = run_stack(**{"github:token": None})
+    assert "token" not in run.mocks.named("blog-github-provider").inputs
+
+
+def test_triggers_hash_the_script_and_secretly_the_stdin(run_stack) -> None:
+    run = run_stack(secret_keys=SECRET_KEYS, **SECRETS)
+    for r in run.mocks.commands():
+        role = r.name.removeprefix("blog-host-")
+        triggers = unwrap(r.inputs["triggers"])
+        assert all(len(t) == 64 and int(t, 16) >= 0 for t in triggers), role
+        if role in STDIN_STEPS:
+            assert is_secret(r.inputs["triggers"]), f"{role}'s stdin hash is in clear text"
+            assert triggers[1] == hashlib.sha256(r.plain("stdin").encode()).hexdigest()
+            assert len(triggers) == 2
+        else:
+            assert not is_secret(r.inputs["triggers"]), role
+            assert len(triggers) == 1
+
+
+# A step re-runs exactly when what it installs changes.
+
+
+def triggers_by_step(run: StackRun) -> dict[str, list[str]]:
+    return {r.name.removeprefix("blog-host-"): unwrap(r.inputs["triggers"]) for r in run.mocks.commands()}
+
+
+def changed_steps(before: StackRun, after: StackRun) -> set[str]:
+    a, b = triggers_by_step(before), triggers_by_step(after)
+    assert set(a) == set(b) == set(STEPS)
+    return {step for step in STEPS if a[step] != b[step]}
+
+
+def test_same_config_same_triggers(run_stack) -> None:
+    assert changed_steps(run_stack(), run_stack()) == set()
+
+
+@pytest.mark.parametrize(
+    ("override", "steps"),
+    [
+        ({"clientMaxBodySize": "25M"}, {"nginx", "certbot"}),
+        ({"djangoSecretEnv": json.dumps(["API_TOKEN=rotated"])}, {"env"}),
+        ({"logLevel": "WARNING"}, {"env"}),
+        ({"wsgiApplication": "config.wsgi:application"}, {"deploy"}),
+        ({"letsencryptEmail": "ops@blog.com"}, {"certbot"}),
+    ],
+)
+def test_a_change_reruns_only_the_steps_it_concerns(run_stack, override: dict[str, str], steps: set[str]) -> None:
+    base = {"djangoSecretEnv": json.dumps(["API_TOKEN=first"])}
+    before = run_stack(secret_keys=("djangoSecretEnv",), **base)
+    after = run_stack(secret_keys=("djangoSecretEnv",), **{**base, **override})
+    assert changed_steps(before, after) == steps
+
+
+def test_client_max_body_size_reaches_nginx_and_certbot(run_stack) -> None:
+    run = run_stack(clientMaxBodySize="25M")
+    for role, r in {r.name.removeprefix("blog-host-"): r for r in run.mocks.commands()}.items():
+        assert ("client_max_body_size 25M;" in r.plain("create")) is (role in {"nginx", "certbot"}), role
+
+
+# Built directly: the components' Outputs carry the secret flag.
+
+DIRECT_CONFIG = {
+    **PROD_CONFIG,
+    "django-vps:djangoSecretKey": DJANGO_SECRET_KEY,
+    "django-vps:djangoSecretEnv": SECRETS["djangoSecretEnv"],
+    "github:token": GITHUB_TOKEN,
+}
+
+
+@pulumi.runtime.test
+def test_component_outputs_that_carry_secrets_are_secret(direct_mocks) -> None:
+    settings = load_settings(DIRECT_CONFIG.get)
+    site = DjangoSite("blog", settings)
+    steps = site.host.steps
+    expected: dict[str, tuple[pulumi.Output[Any], bool]] = {
+        "env.stdin": (steps["env"].stdin, True),
+        "env.triggers": (steps["env"].triggers, True),
+        "app-user.stdin": (steps["app-user"].stdin, True),
+        "app-user.triggers": (steps["app-user"].triggers, True),
+        "connection.private_key": (site.server.connection.private_key, True),
+        "github.deploy_private_key": (site.github.deploy_private_key, True),
+        "settings.django_secret_key": (settings.django_secret_key, True),
+        "settings.github_token": (settings.github_token, True),
+        **{f"settings.{name}": (value, True) for name, value in settings.django_secret_env},
+        # Public values stay readable.
+        "clone.create": (steps["clone"].create, False),
+        "packages.triggers": (steps["packages"].triggers, False),
+        "connection.host_key": (site.server.connection.host_key, False),
+        "github.ci_public_key": (site.github.ci_public_key, False),
+        **{f"export.{name}": (pulumi.Output.from_input(value), False) for name, value in site.outputs.items()},
+    }
+    flags = {name: pulumi.Output.from_input(output.is_secret()) for name, (output, _) in expected.items()}
+
+    def check(actual: dict[str, bool]) -> None:
+        wrong = {name for name, (_, secret) in expected.items() if actual[name] is not secret}
+        assert not wrong, f"secret flag wrong on {sorted(wrong)}"
+
+    return pulumi.Output.all(**flags).apply(check)
