@@ -73,6 +73,18 @@ class LabEngine(pulumi.runtime.Mocks):
         self.log = RunLog()
         return self.log
 
+    def destroy(self) -> list[str]:
+        """`pulumi destroy` for the commands: run each one's delete script, newest first, unless it is
+        deleted with a server (then nothing runs: the server goes). Returns their outputs."""
+        outputs = []
+        for (typ, name), (_, inputs, _) in reversed(list(self.state.items())):
+            revealed = reveal(inputs)
+            if typ == "command:remote:Command" and revealed.get("delete"):
+                stdout, _ = run_remote(revealed["connection"], revealed["delete"], None, f"{name} (delete)")
+                outputs.append(stdout)
+        self.state.clear()
+        return outputs
+
     # --- the mock protocol -------------------------------------------------------------------
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
