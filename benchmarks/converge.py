@@ -58,9 +58,14 @@ def main() -> None:
         started = time.monotonic()
         run_remote(
             connection(FLOOR_IP, root.private_openssh, floor_server.host_public_key()),
-            FLOOR_SCRIPT.format(uv_version=render.UV_VERSION, deploy_key=deploy.private_openssh,
-                                known_host=known_host, clone_url=clone_url),
-            None, "floor",
+            FLOOR_SCRIPT.format(
+                uv_version=render.UV_VERSION,
+                deploy_key=deploy.private_openssh,
+                known_host=known_host,
+                clone_url=clone_url,
+            ),
+            None,
+            "floor",
         )
         floor = time.monotonic() - started
 

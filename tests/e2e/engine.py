@@ -200,8 +200,12 @@ def run_remote(connection: dict[str, Any], command: str, stdin: str | None, name
     for attempt in range(1, attempts + 1):
         try:
             client.connect(
-                host, port=port, username=connection.get("user") or "root",
-                pkey=_private_key(connection["privateKey"]), allow_agent=False, look_for_keys=False,
+                host,
+                port=port,
+                username=connection.get("user") or "root",
+                pkey=_private_key(connection["privateKey"]),
+                allow_agent=False,
+                look_for_keys=False,
                 timeout=float(connection.get("perDialTimeout") or 15),
             )
             break

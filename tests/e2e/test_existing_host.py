@@ -11,9 +11,9 @@ import pytest
 
 from tests.e2e import web
 from tests.e2e.engine import LabEngine
+from tests.e2e.test_site import FIXTURES
 from tests.e2e.testhost import Lab
 from tests.e2e.testhost.keys import new_ed25519
-from tests.e2e.test_site import FIXTURES
 from tests.support.program import run_program
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +72,9 @@ def test_existing_host_is_provisioned_through_sudo_and_torn_down(lab: Lab, tmp_p
     assert server.run(f"test -e /etc/sudoers.d/django-vps-{APP}").returncode != 0
     assert server.run(f"test -e /home/{APP}/.ssh/authorized_keys").returncode != 0
     # Data stays: the database and the media.
-    assert server.run(f"test -s /home/{APP}/{APP}/db.sqlite3 && test -s /home/{APP}/{APP}/media/hello.txt").returncode == 0
+    assert (
+        server.run(f"test -s /home/{APP}/{APP}/db.sqlite3 && test -s /home/{APP}/{APP}/media/hello.txt").returncode == 0
+    )
     # The site is no longer served: nginx answers with its default server only.
     response = web.get(IP, DOMAIN, "/", https=False)
     assert "Hello from django-vps" not in response.body

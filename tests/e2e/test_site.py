@@ -70,8 +70,10 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
     converge = time.monotonic() - started
     cafile = tmp_path_factory.mktemp("pebble") / "root.pem"
     cafile.write_text(lab.acme_ca_pem())
-    print(f"\nconverge (bare server to HTTPS, Hetzner mode): {converge:.1f} s; per step: "
-          + ", ".join(f"{k.split('-', 2)[-1]} {v:.1f}" for k, v in engine.log.seconds.items()))
+    print(
+        f"\nconverge (bare server to HTTPS, Hetzner mode): {converge:.1f} s; per step: "
+        + ", ".join(f"{k.split('-', 2)[-1]} {v:.1f}" for k, v in engine.log.seconds.items())
+    )
     return Deployed(lab, engine, config, exports, converge, str(cafile))
 
 
@@ -138,8 +140,7 @@ def _run_workflow(deployed: Deployed, home: Path) -> subprocess.CompletedProcess
         env = {"HOME": str(home), "PATH": os.environ["PATH"]}
         for key, expression in step.get("env", {}).items():
             env[key] = secrets[re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", expression).group(1)]  # type: ignore[union-attr]
-        result = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, text=True, capture_output=True,
-                                timeout=300)
+        result = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, text=True, capture_output=True, timeout=300)
         assert result.returncode == 0, f"workflow step {step['name']!r} failed:\n{result.stdout}\n{result.stderr}"
     assert result is not None
     return result

@@ -16,13 +16,15 @@ class Response:
     body: str
 
 
-def get(ip: str, domain: str, path: str = "/", *, https: bool = True, cafile: str | None = None,
-        timeout: float = 10) -> Response:
+def get(
+    ip: str, domain: str, path: str = "/", *, https: bool = True, cafile: str | None = None, timeout: float = 10
+) -> Response:
     """GET path from ip with SNI/Host = domain; https verifies the chain against cafile."""
     if https:
         context = ssl.create_default_context(cafile=cafile)
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(domain, 443, context=context,
-                                                                              timeout=timeout)
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            domain, 443, context=context, timeout=timeout
+        )
         raw = socket.create_connection((ip, 443), timeout=timeout)
         connection.sock = context.wrap_socket(raw, server_hostname=domain)
     else:
