@@ -49,6 +49,10 @@ def _paths(s: Settings) -> dict[str, object]:
         "socket_path": s.socket_path,
         "run_script": s.run_script,
         "deploy_script": s.deploy_script,
+        "release_check": s.release_check,
+        "current_dir": s.current_dir,
+        "shared_dir": s.shared_dir,
+        "env_file": s.env_file,
         "domain": s.domain,
     }
 
@@ -61,7 +65,22 @@ def run_sh(s: Settings) -> str:
 
 
 def deploy_sh(s: Settings) -> str:
-    return render("deploy.sh.j2", **_paths(s), branch=s.branch, dependencies=s.dependencies, uv_group=s.uv_group)
+    return render(
+        "deploy.sh.j2",
+        **_paths(s),
+        branch=s.branch,
+        dependencies=s.dependencies,
+        uv_group=s.uv_group,
+        wsgi_application=s.wsgi_application,
+        health_check_path=s.health_check_path,
+        keep_releases=s.keep_releases,
+        shared_paths=s.shared_paths,
+    )
+
+
+def release_check_py() -> str:
+    """Static: its inputs come as arguments from deploy.sh."""
+    return (FILES / "release_check.py").read_text()
 
 
 def supervisor_program(s: Settings) -> str:
@@ -138,7 +157,9 @@ def env_step(s: Settings) -> str:
 
 
 def deploy_step(s: Settings) -> str:
-    return render("host-deploy.sh.j2", **_paths(s), run_sh=run_sh(s), deploy_sh=deploy_sh(s))
+    return render(
+        "host-deploy.sh.j2", **_paths(s), run_sh=run_sh(s), deploy_sh=deploy_sh(s), release_check_py=release_check_py()
+    )
 
 
 def supervisor_step(s: Settings) -> str:

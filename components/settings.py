@@ -218,6 +218,12 @@ class Settings:
     """SECRET_KEY when given; None means the stack generates one."""
     deploy_workflow: bool
     """Commit the GitHub Actions deploy workflow into the repository."""
+    keep_releases: int
+    """Releases kept on the server for rollback (the live one included)."""
+    health_check_path: str
+    """Path requested with the site's Host before and after a release goes live."""
+    shared_paths: tuple[str, ...]
+    """Project paths that outlive releases (symlinked into each from shared/)."""
     github_token: pulumi.Output[str] | None = field(default=None)
     """Secret: github:token, for the explicit GitHub provider (None: GITHUB_TOKEN from the environment)."""
 
@@ -242,6 +248,20 @@ class Settings:
         return f"{self.home}/{self.app_name}"
 
     @property
+    def current_dir(self) -> str:
+        """The live release: a symlink switched in one step by each deploy."""
+        return f"{self.app_dir}/current"
+
+    @property
+    def shared_dir(self) -> str:
+        """What outlives releases: .env, media, the database, logs, virtualenvs."""
+        return f"{self.app_dir}/shared"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.shared_dir}/.env"
+
+    @property
     def bin_dir(self) -> str:
         return f"{self.home}/bin"
 
@@ -252,6 +272,10 @@ class Settings:
     @property
     def deploy_script(self) -> str:
         return f"{self.bin_dir}/deploy.sh"
+
+    @property
+    def release_check(self) -> str:
+        return f"{self.bin_dir}/release_check.py"
 
     @property
     def socket_path(self) -> str:
@@ -601,8 +625,8 @@ def _env_pairs(key: str, items: list[str], *, secret: bool) -> list[tuple[str, s
     return pairs
 
 
-def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
-    directory = reader.string("logsDir") or f"{app_dir}/logs"
+def _logs(reader: _Reader, shared_dir: str, app_name: str) -> LogSettings:
+    directory = reader.string("logsDir") or f"{shared_dir}/logs"
     if not directory.startswith("/") or ".." in directory.split("/") or not re.match(r"^[\w./-]+$", directory):
         raise SettingError(
             "logsDir", f"{directory!r} is not an absolute path of letters, digits, '.', '_', '-' and '/' (no '..')"
@@ -617,6 +641,44 @@ def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
         _positive(reader, "logRotate"),
         _choice(reader, "logLevel", LOG_LEVELS),
     )
+
+
+def _health_path(reader: _Reader) -> str:
+    path = reader.string("healthCheckPath")
+    if not re.match(r"^/[A-Za-z0-9._~/?=&%+-]*$", path):
+        raise SettingError("healthCheckPath", f"{path!r} is not a URL path: start with / (e.g. / or /health/)")
+    return path
+
+
+# Paths the release machinery owns: sharing them would break releases.
+RESERVED_RELEASE_PATHS = frozenset({".env", ".venv", "static", "node_modules", "REVISION", ".git"})
+
+
+def _shared_paths(reader: _Reader) -> tuple[str, ...]:
+    paths = tuple(reader.value("sharedPaths"))
+    for index, path in enumerate(paths):
+        parts = path.split("/")
+        # '.' parts would slip a reserved path past the check below (./static); a leading '-' would
+        # reach deploy.sh's cp/ln/rm as an option.
+        if not re.match(r"^[\w.-]+(/[\w.-]+)*$", path) or any(
+            part in (".", "..") or part.startswith("-") for part in parts
+        ):
+            raise SettingError(
+                "sharedPaths",
+                f"{path!r} is not a relative path inside the project (no '.', '..' or leading '-'), e.g. media",
+            )
+        if parts[0] in RESERVED_RELEASE_PATHS:
+            raise SettingError("sharedPaths", f"{path!r} is managed per release; accepted: any other project path")
+        if path in paths[:index]:
+            raise SettingError("sharedPaths", f"{path!r} is listed twice: give each path once")
+    for path in paths:
+        # A path inside another shared one is already shared; linking it again loops onto itself.
+        for other in paths:
+            if path.startswith(other + "/"):
+                raise SettingError(
+                    "sharedPaths", f"{path!r} is inside {other!r}, which is shared already: list only {other!r}"
+                )
+    return paths
 
 
 def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Settings:
@@ -675,10 +737,13 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
         letsencrypt_email=email,
         acme_server=_acme(reader),
         client_max_body_size=body,
-        logs=_logs(reader, home_app_dir, app_name),
+        logs=_logs(reader, f"{home_app_dir}/shared", app_name),
         django_env=tuple(_env_pairs("djangoEnv", reader.value("djangoEnv"), secret=False)),
         django_secret_env=tuple((k, pulumi.Output.secret(v)) for k, v in secret_env),
         django_secret_key=pulumi.Output.secret(secret_key) if secret_key else None,
         deploy_workflow=reader.value("deployWorkflow"),
+        keep_releases=_positive(reader, "keepReleases"),
+        health_check_path=_health_path(reader),
+        shared_paths=_shared_paths(reader),
         github_token=pulumi.Output.secret(github_token) if github_token else None,
     )

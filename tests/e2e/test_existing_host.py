@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.e2e import web
 from tests.e2e.engine import LabEngine
-from tests.e2e.test_site import FIXTURES
-from tests.e2e.testhost import Lab
+from tests.e2e.site import FIXTURES
+from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.keys import new_ed25519
 from tests.support.program import run_program
 
@@ -23,9 +24,16 @@ DOMAIN = "www.blog.test"
 APP = "shop"
 
 
-def test_existing_host_is_provisioned_through_sudo_and_torn_down(lab: Lab, tmp_path) -> None:
-    login = new_ed25519()
+def test_existing_host_is_provisioned_through_sudo_and_torn_down(lab: Lab, tmp_path: Path) -> None:
     server = lab.server("old", IP)
+    try:
+        _provision_and_destroy(lab, server, tmp_path)
+    finally:
+        lab.remove("old")
+
+
+def _provision_and_destroy(lab: Lab, server: Server, tmp_path: Path) -> None:
+    login = new_ed25519()
     server.run(
         "useradd --create-home --shell /bin/bash admin"
         " && install -d -m 700 -o admin -g admin /home/admin/.ssh"
@@ -62,7 +70,7 @@ def test_existing_host_is_provisioned_through_sudo_and_torn_down(lab: Lab, tmp_p
     cafile.write_text(lab.acme_ca_pem())
     web.wait_for(IP, DOMAIN, "/", "Hello from django-vps", cafile=str(cafile))
     # requirements.txt was detected: pip made the venv, and no Node.js came without a package.json.
-    assert server.run(f"test -x /home/{APP}/{APP}/.venv/bin/gunicorn").returncode == 0
+    assert server.run(f"test -x /home/{APP}/{APP}/current/.venv/bin/gunicorn").returncode == 0
     assert server.run("command -v npm").returncode != 0
 
     said = "\n".join(engine.destroy())
@@ -73,7 +81,10 @@ def test_existing_host_is_provisioned_through_sudo_and_torn_down(lab: Lab, tmp_p
     assert server.run(f"test -e /home/{APP}/.ssh/authorized_keys").returncode != 0
     # Data stays: the database and the media.
     assert (
-        server.run(f"test -s /home/{APP}/{APP}/db.sqlite3 && test -s /home/{APP}/{APP}/media/hello.txt").returncode == 0
+        server.run(
+            f"test -s /home/{APP}/{APP}/shared/db.sqlite3 && test -s /home/{APP}/{APP}/shared/media/hello.txt"
+        ).returncode
+        == 0
     )
     # The site is no longer served: nginx answers with its default server only.
     response = web.get(IP, DOMAIN, "/", https=False)

@@ -5,76 +5,28 @@ HTTPS from pebble, then the CI path, a second run and a reboot."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-import yaml
 
 from tests.e2e import web
-from tests.e2e.engine import SERVER_IP, LabEngine
-from tests.e2e.testhost import Lab, Server
+from tests.e2e.engine import SERVER_IP
+from tests.e2e.site import APP, DOMAIN, FIXTURES, Deployed, deploy_site
+from tests.e2e.testhost import Lab
 from tests.support.program import run_program
 
 pytestmark = pytest.mark.e2e
 
-FIXTURES = Path(__file__).parent / "fixtures"
-DOMAIN = "blog.test"
-APP = "blog"
-
-
-@dataclass
-class Deployed:
-    lab: Lab
-    engine: LabEngine
-    config: dict[str, str]
-    exports: dict[str, Any]
-    converge_seconds: float
-    cafile: str
-
-    @property
-    def server(self) -> Server:
-        assert self.engine.server is not None
-        return self.engine.server
-
-    def sh(self, command: str) -> str:
-        return self.server.run(command, check=True).stdout
-
-    def https(self, path: str = "/") -> web.Response:
-        return web.get(SERVER_IP, DOMAIN, path, cafile=self.cafile)
-
 
 @pytest.fixture(scope="module")
-def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
-    forge = lab.forge()
-    clone_url = forge.create_repo(APP, FIXTURES / "blog-uv")
-    config = {
-        "django-vps:domain": DOMAIN,
-        "django-vps:repository": f"example/{APP}",
-        "django-vps:cloneUrl": clone_url,
-        "django-vps:cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
-        "django-vps:letsencryptEmail": "admin@blog.test",
-        "django-vps:acmeServer": lab.acme_directory,
-        "django-vps:logSize": "1",
-        "django-vps:djangoEnv": json.dumps(["GREETING=hello"]),
-    }
-    engine = LabEngine(lab)
-    started = time.monotonic()
-    exports = run_program(engine, config)
-    converge = time.monotonic() - started
-    cafile = tmp_path_factory.mktemp("pebble") / "root.pem"
-    cafile.write_text(lab.acme_ca_pem())
-    print(
-        f"\nconverge (bare server to HTTPS, Hetzner mode): {converge:.1f} s; per step: "
-        + ", ".join(f"{k.split('-', 2)[-1]} {v:.1f}" for k, v in engine.log.seconds.items())
+def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    site = deploy_site(
+        lab, tmp_path_factory.mktemp("pebble") / "root.pem", logSize="1", djangoEnv=json.dumps(["GREETING=hello"])
     )
-    return Deployed(lab, engine, config, exports, converge, str(cafile))
+    yield site
+    lab.remove(site.engine.server_name)
 
 
 def test_https_serves_the_page_with_a_certificate_from_the_acme_server(deployed: Deployed) -> None:
@@ -122,35 +74,20 @@ def test_supervisor_runs_gunicorn_as_the_app_user_on_a_private_socket(deployed: 
     mode = deployed.sh(f"stat -c '%a %U %G' /home/{APP}/run/{APP}.sock").split()
     assert mode[1:] == [APP, APP]
     assert int(mode[0], 8) & 0o007 == 0, f"socket mode {mode[0]} lets other users in"
-    assert deployed.sh(f"stat -c %a /home/{APP}/{APP}/.env").strip() == "600"
+    assert deployed.sh(f"stat -c %a /home/{APP}/{APP}/shared/.env").strip() == "600"
 
 
 def test_an_exception_lands_in_the_rotating_log_file(deployed: Deployed) -> None:
     assert deployed.https("/boom/").status == 500
-    log = deployed.sh(f"cat /home/{APP}/{APP}/logs/{APP}.log")
+    log = deployed.sh(f"cat /home/{APP}/{APP}/shared/logs/{APP}.log")
     assert "RuntimeError: django-vps boom" in log
-
-
-def _run_workflow(deployed: Deployed, home: Path) -> subprocess.CompletedProcess[str]:
-    """Execute the committed workflow's steps as a runner would, with the recorded secrets."""
-    workflow = yaml.safe_load(deployed.engine.github[".github/workflows/deploy.yml"]["content"])
-    secrets = {name: deployed.engine.github[name]["value"] for name in deployed.exports["githubSecrets"]}
-    result = None
-    for step in workflow["jobs"]["deploy"]["steps"]:
-        env = {"HOME": str(home), "PATH": os.environ["PATH"]}
-        for key, expression in step.get("env", {}).items():
-            env[key] = secrets[re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", expression).group(1)]  # type: ignore[union-attr]
-        result = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, text=True, capture_output=True, timeout=300)
-        assert result.returncode == 0, f"workflow step {step['name']!r} failed:\n{result.stdout}\n{result.stderr}"
-    assert result is not None
-    return result
 
 
 def test_the_ci_path_deploys_a_new_commit(deployed: Deployed) -> None:
     views = (FIXTURES / "blog-uv/posts/views.py").read_text().replace("<h1>blog</h1>", "<h1>blog v2</h1>")
     deployed.lab.forge().push_commit(APP, {"posts/views.py": views}, "v2 heading")
-    with tempfile.TemporaryDirectory() as home:
-        result = _run_workflow(deployed, Path(home))
+    result = deployed.run_workflow()
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "deployed" in result.stdout
     web.wait_for(SERVER_IP, DOMAIN, "/", "blog v2", cafile=deployed.cafile)
 

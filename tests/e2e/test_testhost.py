@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import time
+from collections.abc import Iterator
 
 import paramiko
 import pytest
@@ -30,7 +31,7 @@ def host_key() -> KeyPair:
 
 
 @pytest.fixture(scope="module")
-def server(lab: Lab, root_key: KeyPair, host_key: KeyPair) -> Server:
+def server(lab: Lab, root_key: KeyPair, host_key: KeyPair) -> Iterator[Server]:
     # Hetzner-style: the host key we pin is handed to cloud-init in user-data.
     user_data = "#cloud-config\n" + yaml.safe_dump(
         {
@@ -44,7 +45,8 @@ def server(lab: Lab, root_key: KeyPair, host_key: KeyPair) -> Server:
     )
     srv = lab.server("app", IP, user_data=user_data, root_authorized_keys=[root_key.public])
     srv.run("cloud-init status --wait", check=True, timeout=120)
-    return srv
+    yield srv
+    lab.remove("app")
 
 
 def ssh(server: Server, key: KeyPair, pinned: str, cmd: str) -> tuple[int, str]:
@@ -162,7 +164,6 @@ def test_second_server_and_its_teardown(lab: Lab, root_key: KeyPair) -> None:
     assert time.monotonic() - t0 < 30
     status, out = ssh(bare, root_key, bare.host_public_key(), "hostname")
     assert (status, out.strip()) == (0, "bench")
-    bare.teardown()
-    del lab.servers["bench"]
+    lab.remove("bench")
     left = leftovers()
     assert not [x for x in left if "bench" in x], left

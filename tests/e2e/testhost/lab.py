@@ -184,6 +184,9 @@ class Lab:
         assert self.run_dir is not None and self.image is not None, "lab not started"
         if name in self.servers:
             raise ValueError(f"server {name!r} exists")
+        if any(other.ip == ip for other in self.servers.values()):
+            # Two namespaces answering ARP for one address: SSH would reach either (and fail its host key).
+            raise ValueError(f"{ip} is taken by another server of this lab: remove() it first")
         t0 = time.monotonic()
         srv = Server(
             name,
@@ -202,6 +205,11 @@ class Lab:
             self.timings[f"{name}_boot_to_ssh"] = time.monotonic() - t0
         self._save_state()
         return srv
+
+    def remove(self, name: str) -> None:
+        """Tear one server down (its address becomes free for another)."""
+        self.servers.pop(name).teardown()
+        self._save_state()
 
     def forge(self, ip: str = "198.51.100.3") -> Forge:
         """The git forge (one per lab; a second call returns the same one)."""
