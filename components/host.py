@@ -18,7 +18,7 @@ from components import render
 from components.server import Connection
 from components.settings import Settings
 
-STEPS = ("packages", "app-user", "clone", "env", "deploy", "supervisor", "nginx", "dns-wait", "certbot")
+STEPS = ("packages", "security", "app-user", "clone", "env", "deploy", "supervisor", "nginx", "dns-wait", "certbot")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Host(pulumi.ComponentResource):
         s = args.settings
 
         self._step("packages", render.packages_step(s))
+        self._step("security", render.security_step(s))
         self._step(
             "app-user",
             args.ci_public_key.apply(lambda key: render.app_user_step(s, key)),

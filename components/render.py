@@ -78,6 +78,10 @@ def deploy_sh(s: Settings) -> str:
     )
 
 
+def ci_command_sh(s: Settings) -> str:
+    return render("ci-command.sh.j2", deploy_script=s.deploy_script)
+
+
 def release_check_py() -> str:
     """Static: its inputs come as arguments from deploy.sh."""
     return (FILES / "release_check.py").read_text()
@@ -102,6 +106,7 @@ def nginx_site(s: Settings, *, tls: bool) -> str:
         tls=tls,
         client_max_body_size=s.client_max_body_size,
         http2_directive=s.image in NGINX_HTTP2_DIRECTIVE_IMAGES,
+        hsts=s.hsts,
     )
 
 
@@ -112,9 +117,10 @@ def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) 
     )
 
 
-def cloud_init(host_private_key: str, host_public_key: str, authorized_keys: list[str]) -> str:
+def cloud_init(host_private_key: str, host_public_key: str, authorized_keys: list[str], admin_user: str) -> str:
     return render(
         "cloud-init.yaml.j2",
+        admin_user=admin_user,
         host_private_key=host_private_key.strip(),
         host_public_key=host_public_key.strip(),
         authorized_keys=[key.strip() for key in authorized_keys],
@@ -144,7 +150,18 @@ def app_user_step(s: Settings, ci_public_key: str) -> str:
         **_paths(s),
         clone_host_keys=s.clone_host_keys,
         ci_public_key=ci_public_key.strip(),
+        ci_command=s.ci_command,
+        ci_command_sh=ci_command_sh(s),
         sudoers=sudoers(s).rstrip("\n"),
+    )
+
+
+def security_step(s: Settings) -> str:
+    return render(
+        "host-security.sh.j2",
+        login_user=s.login_user,
+        host_firewall=s.host_firewall,
+        fail2ban=s.fail2ban,
     )
 
 

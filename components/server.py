@@ -136,7 +136,9 @@ class Server(pulumi.ComponentResource):
         user_data = pulumi.Output.all(
             host_key.private_key_openssh, host_key.public_key_openssh, provisioning_key.public_key_openssh
         ).apply(
-            lambda keys: render.cloud_init(keys[0], _public_key(keys[1]), [_public_key(keys[2]), *spec.admin_ssh_keys])
+            lambda keys: render.cloud_init(
+                keys[0], _public_key(keys[1]), [_public_key(keys[2]), *spec.admin_ssh_keys], spec.admin_user
+            )
         )
         self.hcloud_server = hcloud.Server(
             f"{name}-server",
@@ -162,7 +164,7 @@ class Server(pulumi.ComponentResource):
         self.has_ipv6 = True
         self.connection = Connection(
             host=self.hcloud_server.ipv4_address,
-            user="root",
+            user=spec.admin_user,
             private_key=provisioning_key.private_key_openssh,
             host_key=host_key.public_key_openssh.apply(_public_key),
         )

@@ -50,7 +50,7 @@ GITHUB_HOST_KEYS = (
     "pCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=",
 )
 # Settings that describe a Hetzner server: meaningless (so an error) together with existingHost.
-SERVER_ONLY_SETTINGS = ("serverType", "location", "backups", "adminSshKeys")
+SERVER_ONLY_SETTINGS = ("serverType", "location", "backups", "adminSshKeys", "adminUser")
 # Accounts of Debian/Ubuntu base systems and of the packages the program installs: never the app user.
 SYSTEM_USERS = frozenset(
     {
@@ -136,7 +136,9 @@ class HetznerServer:
     backups: bool
     """Hetzner automatic backups on or off."""
     admin_ssh_keys: tuple[str, ...]
-    """The user's own public keys, allowed to log in as root."""
+    """The user's own public keys, allowed to log in as admin_user."""
+    admin_user: str = "admin"
+    """The sudo user cloud-init creates; provisioning logs in as it and root login is off."""
 
 
 @dataclass(frozen=True)
@@ -224,12 +226,23 @@ class Settings:
     """Path requested with the site's Host before and after a release goes live."""
     shared_paths: tuple[str, ...]
     """Project paths that outlive releases (symlinked into each from shared/)."""
+    hsts: bool
+    """Send Strict-Transport-Security."""
+    host_firewall: bool
+    """nftables on the host: in only 22/80/443 and ICMP."""
+    fail2ban: bool
+    """fail2ban's sshd jail."""
     github_token: pulumi.Output[str] | None = field(default=None)
     """Secret: github:token, for the explicit GitHub provider (None: GITHUB_TOKEN from the environment)."""
 
     @property
     def image(self) -> str:
         return self.server.image if self.server else self.existing_host.image  # type: ignore[union-attr]
+
+    @property
+    def login_user(self) -> str:
+        """Who the provisioning connection logs in as."""
+        return self.server.admin_user if self.server else self.existing_host.user  # type: ignore[union-attr]
 
     @property
     def repository_owner(self) -> str:
@@ -272,6 +285,10 @@ class Settings:
     @property
     def deploy_script(self) -> str:
         return f"{self.bin_dir}/deploy.sh"
+
+    @property
+    def ci_command(self) -> str:
+        return f"{self.bin_dir}/ci-command"
 
     @property
     def release_check(self) -> str:
@@ -508,7 +525,18 @@ def _positive(reader: _Reader, key: str, *, allow_zero: bool = False) -> int:
     return value
 
 
-def _host_mode(reader: _Reader) -> tuple[HetznerServer | None, ExistingHost | None]:
+def _admin_user(reader: _Reader, app_user: str) -> str:
+    admin = reader.string("adminUser")
+    if not _UNIX_NAME.match(admin) or admin in SYSTEM_USERS:
+        raise SettingError(
+            "adminUser", f"{admin!r} is not usable: a unix user name (a-z, 0-9, '_', '-') that is no system account"
+        )
+    if admin == app_user:
+        raise SettingError("adminUser", f"{admin!r} is also the app user: the two must differ (the app has no sudo)")
+    return admin
+
+
+def _host_mode(reader: _Reader, app_user: str) -> tuple[HetznerServer | None, ExistingHost | None]:
     image = _choice(reader, "image", IMAGES)
     address = reader.string("existingHost")
     if not address:
@@ -519,7 +547,8 @@ def _host_mode(reader: _Reader) -> tuple[HetznerServer | None, ExistingHost | No
             )
         location = _choice(reader, "location", LOCATIONS)
         admin_keys = tuple(_public_key("adminSshKeys", k) for k in reader.value("adminSshKeys"))
-        return HetznerServer(server_type, image, location, reader.value("backups"), admin_keys), None
+        admin = _admin_user(reader, app_user)
+        return HetznerServer(server_type, image, location, reader.value("backups"), admin_keys, admin), None
 
     for key in SERVER_ONLY_SETTINGS:
         if reader.differs_from_default(key):
@@ -533,6 +562,10 @@ def _host_mode(reader: _Reader) -> tuple[HetznerServer | None, ExistingHost | No
     if not _UNIX_NAME.match(user):
         raise SettingError(
             "existingHostUser", f"{user!r} is not a unix user name: use root or a user with passwordless sudo"
+        )
+    if user == app_user:
+        raise SettingError(
+            "existingHostUser", f"{user!r} is also the app user: log in as root or another user with passwordless sudo"
         )
     host_key = reader.string("existingHostKey")
     if not host_key:
@@ -701,7 +734,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
         raise SettingError(
             "uvGroup", f"{uv_group!r} is not a dependency group name: use a-z, 0-9, '_' and '-', e.g. prod"
         )
-    server, existing = _host_mode(reader)
+    server, existing = _host_mode(reader, user)
     email = reader.string("letsencryptEmail")
     if not _EMAIL.match(email):
         raise SettingError("letsencryptEmail", f"{email!r} is not an email address (name@example.com)")
@@ -745,5 +778,8 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
         keep_releases=_positive(reader, "keepReleases"),
         health_check_path=_health_path(reader),
         shared_paths=_shared_paths(reader),
+        hsts=reader.value("hsts"),
+        host_firewall=reader.value("hostFirewall"),
+        fail2ban=reader.value("fail2ban"),
         github_token=pulumi.Output.secret(github_token) if github_token else None,
     )

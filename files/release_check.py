@@ -55,7 +55,7 @@ def main() -> int:
     print("==> collectstatic", flush=True)
     call_command("collectstatic", interactive=False, verbosity=0)
     status, body = request(application, host, path)
-    if not status[:1] in ("2", "3"):
+    if status[:1] not in ("2", "3"):
         print(f"release check: GET {path} with Host {host} answered {status}:", file=sys.stderr)
         print(body[:2000].decode(errors="replace"), file=sys.stderr)
         return 1

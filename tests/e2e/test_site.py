@@ -56,9 +56,9 @@ def test_static_and_media_are_served_by_nginx_from_disk(deployed: Deployed) -> N
     assert css.body == (FIXTURES / "blog-uv/posts/static/posts/site.css").read_text()
     assert media.status == 200 and media.body.strip() == "media from disk"
     # Django's SecurityMiddleware marks its responses; nginx's file responses carry an ETag instead.
-    assert page.headers.get("x-content-type-options") == "nosniff"
+    assert page.headers.get("cross-origin-opener-policy") == "same-origin"
     for response in (css, media):
-        assert "x-content-type-options" not in response.headers
+        assert "cross-origin-opener-policy" not in response.headers
         assert "etag" in response.headers
     access_log = deployed.sh(f"cat /var/log/supervisor/{APP}.out.log")
     assert '"GET / HTTP' in access_log
