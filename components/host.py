@@ -67,7 +67,7 @@ class Host(pulumi.ComponentResource):
         s = args.settings
 
         self._step("packages", render.packages_step(s))
-        self._step("security", render.security_step(s))
+        self._step("security", render.security_step(s), teardown="security")
         self._step(
             "app-user",
             args.ci_public_key.apply(lambda key: render.app_user_step(s, key)),

@@ -207,10 +207,10 @@ def certbot_step(s: Settings) -> str:
     )
 
 
-TEARDOWN_PARTS = ("nginx", "supervisor", "app-user")
+TEARDOWN_PARTS = ("nginx", "supervisor", "app-user", "security")
 
 
 def teardown_step(s: Settings, part: str) -> str:
     if part not in TEARDOWN_PARTS:
         raise ValueError(f"no teardown for {part!r}: one of {', '.join(TEARDOWN_PARTS)}")
-    return render("host-teardown.sh.j2", **_paths(s), part=part)
+    return render("host-teardown.sh.j2", **_paths(s), part=part, ci_command=s.ci_command)

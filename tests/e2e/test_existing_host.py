@@ -74,7 +74,7 @@ def _provision_and_destroy(lab: Lab, server: Server, tmp_path: Path) -> None:
     assert server.run("command -v npm").returncode != 0
 
     said = "\n".join(engine.destroy())
-    assert "kept the user shop" in said
+    assert "kept the user shop" in said and "kept the SSH hardening" in said
     assert server.run(f"test -e /etc/nginx/conf.d/{APP}.conf").returncode != 0
     assert APP not in server.run("supervisorctl avail", check=True).stdout
     assert server.run(f"test -e /etc/sudoers.d/django-vps-{APP}").returncode != 0
