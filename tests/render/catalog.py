@@ -9,12 +9,14 @@ from components.settings import Settings
 from tests.render.conftest import CI_PUBLIC_KEY
 
 EXPECTED_IPV4 = "198.51.100.2"
-TEARDOWN_PARTS = ("nginx", "supervisor", "app-user")
+TEARDOWN_PARTS = ("nginx", "supervisor", "app-user", "security")
 
 SCRIPT_NAMES = (
     "run.sh",
     "deploy.sh",
+    "ci-command",
     "packages_step",
+    "security_step",
     "app_user_step",
     "clone_step",
     "env_step",
@@ -32,7 +34,9 @@ def scripts(s: Settings) -> dict[str, str]:
     rendered = {
         "run.sh": render.run_sh(s),
         "deploy.sh": render.deploy_sh(s),
+        "ci-command": render.ci_command_sh(s),
         "packages_step": render.packages_step(s),
+        "security_step": render.security_step(s),
         "app_user_step": render.app_user_step(s, CI_PUBLIC_KEY),
         "clone_step": render.clone_step(s),
         "env_step": render.env_step(s),
@@ -58,6 +62,15 @@ def all_files(s: Settings) -> dict[str, str]:
         "django_env": render.django_env(s, "k" * 50, [("API_TOKEN", "t0ken")]),
         "deploy_workflow": render.deploy_workflow(s),
     }
+
+
+def ocsp_snippet(s: Settings) -> str:
+    """What the certbot step writes (inline, no render function) for a certificate that names an
+    OCSP responder; the https site includes it."""
+    return (
+        "ssl_stapling on;\nssl_stapling_verify on;\n"
+        f"ssl_trusted_certificate /etc/letsencrypt/live/{s.domain}/chain.pem;\n"
+    )
 
 
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")

@@ -87,7 +87,8 @@ def _existing_host() -> dict[str, object]:
     return {"existingHost": "203.0.113.7", "existingHostKey": host_public, "existingHostPrivateKey": private}
 
 
-# Settings variants the rendered files are checked across: ids -> overrides.
+# Settings variants the rendered files are checked across: ids -> overrides. Between them: login as
+# an admin user (Hetzner) and as root (existingHost), the host firewall and fail2ban each on and off.
 VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
     "defaults": lambda: {},
     "uv-custom": lambda: {
@@ -101,6 +102,11 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "logFilename": "django.log",
         "clientMaxBodySize": "64m",
         "acmeServer": "staging",
+        "keepReleases": 2,
+        "healthCheckPath": "/health/?full=1&x=%20",
+        "sharedPaths": ["media", "data/uploads", "db.sqlite3"],
+        "adminUser": "ops",
+        "hostFirewall": "false",
     },
     "requirements-existing-host": lambda: {
         "dependencies": "requirements",
@@ -115,6 +121,9 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "cloneHostKeys": [f"[git.example.org]:2222 {ed25519_keypair()[1]}"],
         "wsgiApplication": "config.wsgi:app",
         "acmeServer": "https://acme.example.org/directory",
+        "sharedPaths": [],
+        "hsts": "false",
+        "fail2ban": "false",
     },
 }
 

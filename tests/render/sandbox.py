@@ -7,8 +7,9 @@ called. Any other command is "not found", which stops the script (set -e) instea
 host. So the test sees exactly which files a step installs, byte for byte, with which mode and
 owner, and what it reloads, by running the script itself rather than reading it.
 
-Two lines are rewritten (see `sandboxed`): the `[ -e /etc/letsencrypt/... ]` test and the renewal
-path in certbot_step, because `[` is a shell builtin that no stub can intercept.
+A few lines are rewritten (see `sandboxed`): the `[ -e /etc/letsencrypt/... ]` test and the renewal
+path in certbot_step, and the `[ -f <firewall unit> ]` test in security_step, because `[` is a
+shell builtin that no stub can intercept.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ exec {stat} -c "${{2//%U:%G/$owner}}" "$path\"""",
     "install": """record install "$@"
 for last in "$@"; do :; done
 {mkdir} -p "$(map "$last")\"""",
+    # Real openssl on the mirror's files (the certbot step reads the certificate's OCSP URI).
+    "openssl": """args=()
+for arg in "$@"; do case $arg in -*) args+=("$arg") ;; *) args+=("$(map "$arg")") ;; esac; done
+record openssl "$@"
+exec {openssl} "${{args[@]}}\"""",
 }
 
 # Tools that only record their call; some answer as the real one would on a working host.
@@ -63,6 +69,11 @@ _RECORDERS = {
     "certbot": """while [ $# -gt 0 ]; do if [ "$1" = --cert-name ]; then name=$2; fi; shift; done
 {mkdir} -p "$SANDBOX/root/etc/letsencrypt/live/$name"
 : >"$SANDBOX/root/etc/letsencrypt/live/$name/fullchain.pem\"""",
+    # `sshd -t` keeps a copy of the drop-ins it was asked to check, and fails on demand.
+    "sshd": """{cat} "$SANDBOX"/root/etc/ssh/sshd_config.d/*.conf >"$SANDBOX/sshd-checked" 2>/dev/null || :
+if [ -e "$SANDBOX/sshd-rejects" ]; then echo "sshd_config.d/10-django-vps.conf: bad option" >&2; exit 255; fi""",
+    "nft": 'if [ -e "$SANDBOX/nft-rejects" ]; then echo "Error: syntax error" >&2; exit 1; fi',
+    "apt-get": "",
     "visudo": "",
     "systemctl": "",
     "sudo": "",
@@ -94,7 +105,10 @@ class Sandbox:
         for sub in (self.root, self.bin, directory / "tmp"):
             sub.mkdir(parents=True, exist_ok=True)
         (directory / "calls").touch()
-        tools = {name: _real(name) for name in ("mktemp", "chmod", "mv", "cp", "rm", "cmp", "stat", "mkdir", "cat")}
+        tools = {
+            name: _real(name)
+            for name in ("mktemp", "chmod", "mv", "cp", "rm", "cmp", "stat", "mkdir", "cat", "openssl")
+        }
         for name, body in {**_FILE_TOOLS, **_RECORDERS}.items():
             if name in _RECORDERS:
                 body = f'record {name} "$@"\n{body}'
@@ -117,11 +131,25 @@ class Sandbox:
         return result
 
     def reject_nginx_config(self, reject: bool = True) -> None:
-        flag = self.dir / "nginx-rejects"
-        if reject:
+        self._flag("nginx-rejects", reject)
+
+    def reject_sshd_config(self, reject: bool = True) -> None:
+        self._flag("sshd-rejects", reject)
+
+    def reject_nft_rules(self, reject: bool = True) -> None:
+        self._flag("nft-rejects", reject)
+
+    def _flag(self, name: str, on: bool) -> None:
+        flag = self.dir / name
+        if on:
             flag.touch()
         else:
             flag.unlink(missing_ok=True)
+
+    def sshd_checked(self) -> str | None:
+        """The sshd drop-ins as the last `sshd` call saw them (None: sshd never ran)."""
+        path = self.dir / "sshd-checked"
+        return path.read_text() if path.exists() else None
 
     def files(self) -> dict[str, str]:
         """Installed files by their absolute path on the host (directories left out)."""
@@ -157,3 +185,14 @@ def sandboxed(script: str, domain: str) -> str:
     if "renewal=/etc/letsencrypt/renewal/" in script:
         rewrites["renewal=/etc/letsencrypt/renewal/"] = 'renewal="$SANDBOX"/root/etc/letsencrypt/renewal/'
     return relocate(script, rewrites)
+
+
+FIREWALL_UNIT = "/etc/systemd/system/django-vps-firewall.service"
+
+
+def sandboxed_security(script: str) -> str:
+    """security_step with its one `[` on a host path (hostFirewall off) pointed at the mirror."""
+    test = f"if [ -f {FIREWALL_UNIT} ]"
+    if test not in script:
+        return script
+    return relocate(script, {test: f'if [ -f "$SANDBOX/root{FIREWALL_UNIT}" ]'})

@@ -34,7 +34,8 @@ def test_rendering_twice_gives_the_same_bytes() -> None:
     assert all_files(s) == all_files(s)
     assert all_files(s) == all_files(fresh_settings(**CONFIG))
     private, public = ed25519_keypair()
-    assert render.cloud_init(private, public, [public]) == render.cloud_init(private, public, [public])
+    first, second = (render.cloud_init(private, public, [public], "admin") for _ in range(2))
+    assert first == second
 
 
 def test_rendering_is_the_same_in_other_processes() -> None:
@@ -52,6 +53,19 @@ def test_rendering_is_the_same_in_other_processes() -> None:
 
 
 NGINX = {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}
+# What names a path under the app user's home besides the app-user step and the forced command.
+HOME_PATHS = {
+    *NGINX,
+    "run.sh",
+    "deploy.sh",
+    "deploy_step",
+    "deploy_workflow",
+    "clone_step",
+    "env_step",
+    "sudoers",
+    "supervisor_program",
+    "supervisor_step",
+}
 
 
 @pytest.mark.parametrize(
@@ -64,6 +78,16 @@ NGINX = {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}
         ("logsDir", "/srv/logs/other", {"django_env", "clone_step"}),
         ("letsencryptEmail", "ops@example.com", {"certbot_step"}),
         ("acmeServer", "staging", {"certbot_step"}),
+        ("keepReleases", 3, {"deploy.sh", "deploy_step"}),
+        ("healthCheckPath", "/health/", {"deploy.sh", "deploy_step"}),
+        ("sharedPaths", ["media", "uploads"], {"deploy.sh", "deploy_step"}),
+        ("hsts", "false", {"nginx_site[https]", "nginx_step", "certbot_step"}),
+        ("hostFirewall", "false", {"security_step"}),
+        ("fail2ban", "false", {"security_step"}),
+        # Another admin user changes the login and cloud-init, not what a step installs: no step re-runs.
+        ("adminUser", "ops", set()),
+        # The app user moves the home directory, the forced command and what runs it among it.
+        ("user", "web", {"ci-command", "app_user_step", "teardown_step[app-user]", *HOME_PATHS}),
     ],
 )
 def test_a_setting_changes_exactly_the_files_that_use_it(setting: str, value: object, changed: set[str]) -> None:

@@ -1,8 +1,10 @@
 """The rendered nginx site, checked and run by the real nginx.
 
-The site's paths are the host's (/home/<user>/<app>, /var/log/nginx, /etc/letsencrypt/live); the
-tests rewrite them into a temporary directory with `relocate` (every rewritten path must occur)
-and change nothing else. Running: the ports 80/443 become free high ports on 127.0.0.1."""
+The site's paths are the host's (/home/<user>/<app>, /var/log/nginx, /etc/letsencrypt/live,
+/etc/nginx/snippets); the tests rewrite them into a temporary directory with `relocate` (every
+rewritten path must occur) and change nothing else. Running: the ports 80/443 become free high
+ports on 127.0.0.1. The stand-in app sends its own security headers, so the tests see that the
+client gets nginx's, once."""
 
 from __future__ import annotations
 
@@ -25,10 +27,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from components import render
 from components.settings import Settings
+from tests.render.catalog import ocsp_snippet
 from tests.render.conftest import free_port, make_settings, relocate, stop_process, wait_for
 
 
@@ -56,10 +59,17 @@ http {{
 """
 
 
+# An OCSP responder address that needs no DNS (nothing listens: nginx -t never asks it).
+OCSP_URL = "http://127.0.0.1:9/"
+
+
 def _self_signed(directory: Path, domain: str) -> tuple[Path, Path]:
+    """fullchain.pem and privkey.pem as certbot lays them out, plus chain.pem (the issuer: the
+    certificate itself); the certificate names an OCSP responder, so stapling can be configured."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
     now = datetime.datetime.now(datetime.UTC)
+    ocsp = x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(OCSP_URL))
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -70,11 +80,13 @@ def _self_signed(directory: Path, domain: str) -> tuple[Path, Path]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.AuthorityInformationAccess([ocsp]), critical=False)
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(parents=True)
     fullchain, privkey = directory / "fullchain.pem", directory / "privkey.pem"
     fullchain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "chain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     privkey.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
@@ -92,6 +104,13 @@ class NginxPrefix:
         self.socket = prefix / "app.sock"
         self.webroot = prefix / "acme-webroot"
         self.live = prefix / "live"
+        self.snippets = prefix / "snippets"
+
+    def ocsp_snippet(self, text: str) -> None:
+        """The certbot step's stapling snippet, its certificate path moved as the site's are."""
+        self.snippets.mkdir(exist_ok=True)
+        snippet = relocate(text, {f"/etc/letsencrypt/live/{self.s.domain}/": f"{self.live}/"})
+        (self.snippets / f"django-vps-{self.s.app_name}-ocsp.conf").write_text(snippet)
 
     def install(self, site_text: str, *, tls: bool, ports: dict[int, int] | None = None) -> Path:
         mapping = {
@@ -103,6 +122,7 @@ class NginxPrefix:
             _self_signed(self.live, self.s.domain)
             mapping[f"/etc/letsencrypt/live/{self.s.domain}/"] = f"{self.live}/"
             mapping["root /var/www/html;"] = f"root {self.webroot};"
+            mapping["include /etc/nginx/snippets/"] = f"include {self.snippets}/"
         for old, new in (ports or {}).items():
             # Listening on IPv6 may be impossible in a container; the IPv4 line stays, on loopback.
             mapping[f"    listen [::]:{old}"] = f"    # listen [::]:{old}"
@@ -142,8 +162,22 @@ def test_nginx_t_rejects_a_broken_site(nginx: str, tmp_path: Path) -> None:
     assert result.returncode != 0 and "test failed" in result.stderr
 
 
+# What Django's SecurityMiddleware and SECURE_HSTS_SECONDS would send; nginx's own must replace them.
+APP_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Strict-Transport-Security": "max-age=60",
+}
+NGINX_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+HSTS = ("Strict-Transport-Security", "max-age=63072000")
+
+
 class _Echo(BaseHTTPRequestHandler):
-    """Stands in for gunicorn: answers with the request line and headers nginx forwarded."""
+    """Stands in for gunicorn: answers with the request line and headers nginx forwarded, and
+    security headers of its own (as Django does)."""
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -160,6 +194,8 @@ class _Echo(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        for name, value in APP_SECURITY_HEADERS.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -209,6 +245,12 @@ def _start_nginx(nginx: str, prefix: Path, conf: Path, port: int) -> subprocess.
 
 
 def _get(port: int, path: str, host: str, *, method: str = "GET", body: bytes | None = None, context=None):
+    status, headers, body = _request(port, path, host, method=method, body=body, context=context)
+    return status, dict(headers), body
+
+
+def _request(port: int, path: str, host: str, *, method: str = "GET", body: bytes | None = None, context=None):
+    """(status, every header line in order, repeated ones included, body)."""
     if context is None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     else:
@@ -216,17 +258,44 @@ def _get(port: int, path: str, host: str, *, method: str = "GET", body: bytes | 
     try:
         connection.request(method, path, body=body, headers={"Host": host})
         response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        return response.status, response.getheaders(), response.read()
     finally:
         connection.close()
 
 
+def _security_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    names = {name.lower() for name in (*APP_SECURITY_HEADERS, *NGINX_SECURITY_HEADERS)}
+    return sorted((name, value) for name, value in headers if name.lower() in names)
+
+
+def _release(root: NginxPrefix, name: str, css: str) -> None:
+    """releases/<name> with its own collected static file."""
+    static = root.app_dir / "releases" / name / "static"
+    static.mkdir(parents=True)
+    (static / "x.css").write_text(css)
+
+
+def _switch(root: NginxPrefix, name: str) -> None:
+    """Point `current` at releases/<name> in one step, as deploy.sh does (relative link, rename)."""
+    (root.app_dir / "current.next").symlink_to(f"releases/{name}")
+    os.replace(root.app_dir / "current.next", root.app_dir / "current")
+
+
 def _prepare_app(root: NginxPrefix, echo_socket: Path) -> None:
-    (root.app_dir / "static").mkdir(parents=True)
-    (root.app_dir / "media").mkdir()
-    (root.app_dir / "static" / "x.css").write_text("body { color: teal; }\n")
-    (root.app_dir / "media" / "y.txt").write_text("uploaded by a user\n")
+    """The release layout: static files per release behind `current`, media in shared/."""
+    _release(root, "r1", "body { color: teal; }\n")
+    _switch(root, "r1")
+    (root.app_dir / "shared" / "media").mkdir(parents=True)
+    (root.app_dir / "shared" / "media" / "y.txt").write_text("uploaded by a user\n")
     root.socket = echo_socket
+
+
+def test_static_comes_from_the_live_release_and_media_from_shared(variant: Settings) -> None:
+    for tls in (False, True):
+        site = render.nginx_site(variant, tls=tls)
+        assert f"    location /static/ {{\n        alias {variant.current_dir}/static/;\n    }}" in site
+        assert f"    location /media/ {{\n        alias {variant.shared_dir}/media/;\n    }}" in site
+        assert site.count(" alias ") == 2
 
 
 def test_http_site_serves_files_and_proxies_to_the_socket(
@@ -263,9 +332,16 @@ def test_http_site_serves_files_and_proxies_to_the_socket(
         status, _, body = _get(port, "/upload/", domain, method="POST", body=b"a" * 1024)
         assert status == 200 and json.loads(body)["body_length"] == 1024
         assert _get(port, "/upload/", domain, method="POST", body=b"a" * 1025)[0] == 413
+
+        # A deploy switches `current`: the next request gets the new release's static file, with
+        # no reload of nginx; the media stay where they are.
+        _release(root, "r2", "body { color: navy; }\n")
+        _switch(root, "r2")
+        assert _get(port, "/static/x.css", domain)[::2] == (200, b"body { color: navy; }\n")
+        assert _get(port, "/media/y.txt", domain)[::2] == (200, b"uploaded by a user\n")
     finally:
         stop_process(process)
-    assert (tmp_path / "log" / f"{s.app_name}.access.log").read_text().count("/static/x.css") == 1
+    assert (tmp_path / "log" / f"{s.app_name}.access.log").read_text().count("/static/x.css") == 2
 
 
 def test_https_site_redirects_and_serves_over_tls(nginx: str, short_tmp: Path, echo_app: Path, tmp_path: Path) -> None:
@@ -301,3 +377,132 @@ def test_debian_13_gets_the_http2_directive_of_its_nginx() -> None:
     debian_12 = render.nginx_site(make_settings(), tls=True)
     assert "http2 on;" in debian_13 and "ssl http2;" not in debian_13
     assert "listen 443 ssl http2;" in debian_12 and "http2 on;" not in debian_12
+
+
+# --- security headers, server tokens, HSTS, OCSP stapling ----------------------------------------
+
+
+def _server_blocks(site: str) -> list[str]:
+    blocks = site.split("\nserver {\n")[1:]
+    assert blocks and all(block.count("\n}\n") >= 1 for block in blocks)
+    return blocks
+
+
+@pytest.mark.parametrize("hsts", [True, False], ids=["hsts", "no-hsts"])
+def test_hsts_only_with_hsts_and_only_on_the_https_server(hsts: bool) -> None:
+    s = make_settings(hsts=str(hsts).lower())
+    assert s.hsts is hsts
+    http_site, https_site = render.nginx_site(s, tls=False), render.nginx_site(s, tls=True)
+    redirect, tls_server = _server_blocks(https_site)
+    assert "listen 443 ssl" in tls_server and "return 301 https://" in redirect
+    line = '    add_header Strict-Transport-Security "max-age=63072000" always;\n'
+    assert tls_server.count(line) == (1 if hsts else 0)
+    assert "Strict-Transport-Security" not in redirect.replace("proxy_hide_header Strict-Transport-Security", "")
+    assert "add_header Strict-Transport-Security" not in http_site
+    for block in (*_server_blocks(http_site), redirect, tls_server):
+        assert "    server_tokens off;\n" in block
+    for site in (http_site, https_site):
+        (server,) = [block for block in _server_blocks(site) if "proxy_pass" in block]
+        for name, value in NGINX_SECURITY_HEADERS.items():
+            assert server.count(f"    add_header {name} {value} always;\n") == 1
+        proxied = server.split("    location / {\n", 1)[1].split("\n    }\n", 1)[0]
+        for name in ("Strict-Transport-Security", "X-Content-Type-Options", "Referrer-Policy"):
+            assert f"        proxy_hide_header {name};" in proxied.splitlines()
+
+
+@pytest.mark.parametrize("hsts", [True, False], ids=["hsts", "no-hsts"])
+@pytest.mark.parametrize("ocsp", [False, True], ids=["no-ocsp-snippet", "ocsp-snippet"])
+def test_https_site_passes_nginx_t_with_and_without_the_ocsp_snippet(
+    nginx: str, tmp_path: Path, hsts: bool, ocsp: bool
+) -> None:
+    """The include is a glob: nginx accepts it matching nothing (a certificate without OCSP) and
+    loads the certbot step's snippet when there is one, without a warning either way."""
+    s = make_settings(hsts=str(hsts).lower())
+    root = NginxPrefix(tmp_path, s)
+    conf = root.install(render.nginx_site(s, tls=True), tls=True)
+    if ocsp:
+        root.ocsp_snippet(ocsp_snippet(s))
+    result = _nginx_test(nginx, tmp_path, conf)
+    assert result.returncode == 0, result.stderr
+    assert "[warn]" not in result.stderr and "[emerg]" not in result.stderr, result.stderr
+    if ocsp:
+        # Proof that the snippet was read: the same file with a bad directive fails the test.
+        root.ocsp_snippet(ocsp_snippet(s).replace("ssl_stapling on;", "ssl_stapling maybe;"))
+        broken = _nginx_test(nginx, tmp_path, conf)
+        assert broken.returncode != 0 and "ssl_stapling" in broken.stderr
+
+
+def test_http_site_sends_each_security_header_once(nginx: str, short_tmp: Path, echo_app: Path, tmp_path: Path) -> None:
+    """The app's own copies are hidden and nginx's sent, on proxied answers and nginx's own (files,
+    404, 413); no HSTS over plain HTTP even though the app sends one; no version in Server."""
+    s = make_settings(clientMaxBodySize="1k")
+    root = NginxPrefix(tmp_path, s)
+    _prepare_app(root, echo_app)
+    port = free_port()
+    conf = root.install(render.nginx_site(s, tls=False), tls=False, ports={80: port})
+    process = _start_nginx(nginx, tmp_path, conf, port)
+    expected = sorted(NGINX_SECURITY_HEADERS.items())
+    try:
+        for path, method, body, status in (
+            ("/posts/", "GET", None, 200),
+            ("/static/x.css", "GET", None, 200),
+            ("/media/y.txt", "GET", None, 200),
+            ("/static/missing.css", "GET", None, 404),
+            ("/upload/", "POST", b"a" * 2048, 413),
+        ):
+            answer, headers, _ = _request(port, path, s.domain, method=method, body=body)
+            assert answer == status, path
+            assert _security_headers(headers) == expected, path
+            assert [value for name, value in headers if name.lower() == "server"] == ["nginx"], path
+    finally:
+        stop_process(process)
+
+
+@pytest.mark.parametrize("hsts", [True, False], ids=["hsts", "no-hsts"])
+def test_https_site_sends_hsts_once_only_with_hsts(
+    nginx: str, short_tmp: Path, echo_app: Path, tmp_path: Path, hsts: bool
+) -> None:
+    s = make_settings(hsts=str(hsts).lower())
+    root = NginxPrefix(tmp_path, s)
+    _prepare_app(root, echo_app)
+    http_port, https_port = free_port(), free_port()
+    conf = root.install(render.nginx_site(s, tls=True), tls=True, ports={80: http_port, 443: https_port})
+    process = _start_nginx(nginx, tmp_path, conf, https_port)
+    context = ssl.create_default_context(cafile=str(root.live / "fullchain.pem"))
+    context.check_hostname = False
+    # nginx's HSTS when hsts is on; the app's copy is hidden either way (proxy_hide_header).
+    expected = sorted([*NGINX_SECURITY_HEADERS.items(), *([HSTS] if hsts else [])])
+    try:
+        for path, status in (("/posts/", 200), ("/static/x.css", 200), ("/static/missing.css", 404)):
+            answer, headers, _ = _request(https_port, path, s.domain, context=context)
+            assert answer == status, path
+            assert _security_headers(headers) == expected, path
+            assert [value for name, value in headers if name.lower() == "server"] == ["nginx"], path
+        # The plain-HTTP redirect carries no HSTS (browsers ignore it there) and no other header.
+        answer, headers, _ = _request(http_port, "/posts/", s.domain)
+        assert answer == 301 and _security_headers(headers) == []
+        assert [value for name, value in headers if name.lower() == "server"] == ["nginx"]
+    finally:
+        stop_process(process)
+
+
+def test_without_proxy_hide_header_the_app_copy_comes_through(
+    nginx: str, short_tmp: Path, echo_app: Path, tmp_path: Path
+) -> None:
+    """Control: the checks above can fail. Without the proxy_hide_header lines the client gets
+    two X-Content-Type-Options and two Referrer-Policy, the app's and nginx's."""
+    s = make_settings()
+    root = NginxPrefix(tmp_path, s)
+    _prepare_app(root, echo_app)
+    port = free_port()
+    site = render.nginx_site(s, tls=False)
+    stripped = "".join(line for line in site.splitlines(keepends=True) if "proxy_hide_header" not in line)
+    assert stripped.count("\n") == site.count("\n") - 3
+    conf = root.install(stripped, tls=False, ports={80: port})
+    process = _start_nginx(nginx, tmp_path, conf, port)
+    try:
+        _, headers, _ = _request(port, "/posts/", s.domain)
+    finally:
+        stop_process(process)
+    names = [name.lower() for name, _ in _security_headers(headers)]
+    assert names.count("x-content-type-options") == 2 and names.count("referrer-policy") == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components import render
-from tests.render.catalog import SCRIPT_NAMES, heredocs, scripts
+from tests.render.catalog import SCRIPT_NAMES, heredocs, ocsp_snippet, scripts
 from tests.render.conftest import CI_PUBLIC_KEY, VARIANTS, make_settings
 
 
@@ -107,15 +107,25 @@ def test_renewal_hook_is_shellcheck_clean(shellcheck: str, tmp_path: Path) -> No
     assert subprocess.run(["sh", "-n", str(hook)], check=False).returncode == 0
 
 
+def ci_authorized_keys(s) -> str:
+    """The CI key's authorized_keys line: only the forced command, nothing else (restrict)."""
+    return f'restrict,command="{s.ci_command}" {CI_PUBLIC_KEY}\n'
+
+
 # The files each step embeds, in the order its here-documents appear.
 def _embedded(s) -> dict[str, list[str]]:
     https_site, http_site = render.nginx_site(s, tls=True), render.nginx_site(s, tls=False)
     return {
-        "deploy_step": [render.run_sh(s), render.deploy_sh(s)],
+        "deploy_step": [render.run_sh(s), render.deploy_sh(s), render.release_check_py()],
         "supervisor_step": [render.supervisor_program(s)],
         "nginx_step": [https_site, http_site],
-        "certbot_step": [_renewal_hook(), https_site, http_site],
-        "app_user_step": ["".join(f"{line}\n" for line in s.clone_host_keys), f"{CI_PUBLIC_KEY}\n", render.sudoers(s)],
+        "certbot_step": [ocsp_snippet(s), _renewal_hook(), https_site, http_site],
+        "app_user_step": [
+            "".join(f"{line}\n" for line in s.clone_host_keys),
+            render.ci_command_sh(s),
+            ci_authorized_keys(s),
+            render.sudoers(s),
+        ],
     }
 
 
@@ -129,10 +139,44 @@ def test_embedded_files_come_out_exactly(variant) -> None:
             assert delimiter not in body.splitlines(), f"{step}: {delimiter} inside its own here-document"
 
 
+def test_release_check_is_installed_byte_for_byte(variant) -> None:
+    """The deploy step carries files/release_check.py unchanged (no Jinja, no newline lost) to the
+    path deploy.sh runs it from."""
+    step = scripts(variant)["deploy_step"]
+    source = (render.FILES / "release_check.py").read_bytes()
+    bodies = [body for delimiter, body, quoted in heredocs(step) if quoted and body.startswith('"""Prepares')]
+    assert len(bodies) == 1, "the deploy step embeds release_check.py once"
+    assert bodies[0].encode() == source
+    assert f"put 0644 root:root {variant.release_check} <<'SCRIPT'" in step
+    assert f"release_check={variant.release_check}\n" in render.deploy_sh(variant)
+
+
+def test_deploy_sh_settings_reach_bash_as_given(variant) -> None:
+    """deploy.sh's settings block, evaluated by bash, holds the values exactly: the health check
+    path with its ? & % unexpanded, one array element per shared path (none when the list is empty)."""
+    text = render.deploy_sh(variant)
+    settings_block = text.split("\nstep() {", 1)[0]
+    probe = settings_block + (
+        '\nprintf "%s\\n" "$keep" "$health_path" "$current" "$shared" "$release_check" "${#shared_paths[@]}"'
+        '\nif [ ${#shared_paths[@]} -gt 0 ]; then printf "%s\\n" "${shared_paths[@]}"; fi\n'
+    )
+    result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        str(variant.keep_releases),
+        variant.health_check_path,
+        variant.current_dir,
+        variant.shared_dir,
+        variant.release_check,
+        str(len(variant.shared_paths)),
+        *variant.shared_paths,
+    ]
+
+
 def test_no_embedded_file_can_end_its_heredoc_early(variant) -> None:
     """The delimiters the step templates use never occur as a line of what they embed, and every
     embedded file ends with a newline (else the delimiter would not start a line)."""
-    delimiters = {"SCRIPT", "CONF", "SITE", "HOOK", "KEYS", "SUDOERS"}
+    delimiters = {"SCRIPT", "CONF", "SITE", "HOOK", "KEYS", "SUDOERS", "NFT", "UNIT"}
     for contents in _embedded(variant).values():
         for content in contents:
             assert content.endswith("\n")
@@ -144,3 +188,61 @@ def test_heredoc_parser_finds_an_early_delimiter() -> None:
     comparison above notices."""
     script = "cat <<'SCRIPT'\necho one\nSCRIPT\necho two\nSCRIPT\n"
     assert heredocs(script) == [("SCRIPT", "echo one\n", True)]
+
+
+# The security step in every combination of its switches (the variants above cover only some).
+SECURITY_CASES = [
+    {"hostFirewall": firewall, "fail2ban": fail2ban, **login}
+    for firewall in ("true", "false")
+    for fail2ban in ("true", "false")
+    for login in ({}, {"existingHost": "203.0.113.7"})
+]
+
+
+def _security_settings(case: dict[str, str]):
+    if "existingHost" in case:  # root login: the existing host's keys from a variant
+        overrides = {k: v for k, v in VARIANTS["requirements-existing-host"]().items() if k.startswith("existingHost")}
+        return make_settings(**{**case, **overrides})
+    return make_settings(**case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    SECURITY_CASES,
+    ids=[
+        f"firewall={c['hostFirewall']}-fail2ban={c['fail2ban']}-login={'root' if 'existingHost' in c else 'admin'}"
+        for c in SECURITY_CASES
+    ],
+)
+def test_security_step_parses_and_is_shellcheck_clean_in_every_combination(
+    shellcheck: str, case: dict[str, str], tmp_path: Path
+) -> None:
+    s = _security_settings(case)
+    assert s.login_user == ("root" if "existingHost" in case else "admin")
+    assert (s.host_firewall, s.fail2ban) == (case["hostFirewall"] == "true", case["fail2ban"] == "true")
+    text = render.security_step(s)
+    path = tmp_path / "security_step.sh"
+    path.write_text(text)
+    assert text.startswith("#!/bin/bash\n") and "set -euo pipefail\n" in text
+    syntax = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
+    assert syntax.returncode == 0, syntax.stderr
+    result = subprocess.run(
+        [shellcheck, "--format=json1", "--severity=style", str(path)], capture_output=True, text=True, check=False
+    )
+    comments = json.loads(result.stdout)["comments"]
+    assert not comments, "shellcheck:\n" + "\n".join(
+        f"line {c['line']}: SC{c['code']} {c['message']}" for c in comments
+    )
+    # Every file it writes is a quoted here-document: nothing in them is expanded by bash.
+    found = heredocs(text)
+    assert found and all(quoted for _, _, quoted in found)
+    delimiters = [delimiter for delimiter, _, _ in found]
+    assert ("NFT" in delimiters and "UNIT" in delimiters) is s.host_firewall
+    assert ("fail2ban" in text) is s.fail2ban
+
+
+def test_ci_command_and_security_step_are_in_the_catalog(variant) -> None:
+    rendered = scripts(variant)
+    assert rendered["ci-command"] == render.ci_command_sh(variant)
+    assert rendered["security_step"] == render.security_step(variant)
+    assert SCRIPT_NAMES.index("security_step") == SCRIPT_NAMES.index("packages_step") + 1

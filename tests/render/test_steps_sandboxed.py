@@ -4,13 +4,18 @@ nothing changed installs and reloads nothing; a site nginx rejects never stays i
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from components import render
-from tests.render.catalog import heredocs
+from tests.render.catalog import heredocs, ocsp_snippet
 from tests.render.conftest import CI_PUBLIC_KEY, find_tool, make_settings
 from tests.render.sandbox import Sandbox, sandboxed
 
@@ -33,9 +38,15 @@ def _reloads(sandbox: Sandbox) -> list[list[str]]:
 def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandbox: Sandbox) -> None:
     s = variant
     sandbox.run(render.deploy_step(s))
-    assert sandbox.files() == {s.run_script: render.run_sh(s), s.deploy_script: render.deploy_sh(s)}
+    assert sandbox.files() == {
+        s.run_script: render.run_sh(s),
+        s.deploy_script: render.deploy_sh(s),
+        s.release_check: render.release_check_py(),
+    }
     assert sandbox.meta(s.run_script) == ("0755", "root:root")
     assert sandbox.meta(s.deploy_script) == ("0755", "root:root")
+    # Run by deploy.sh with the release's Python, never executed directly: readable, not executable.
+    assert sandbox.meta(s.release_check) == ("0644", "root:root")
     assert sandbox.calls("sudo") == [["sudo", "-u", s.user, "-H", "--", s.deploy_script]]
 
 
@@ -58,12 +69,16 @@ def test_app_user_step_installs_keys_and_sudo_rule(variant, sandbox: Sandbox) ->
     assert sandbox.files() == {
         f"{s.home}/.ssh/deploy_key": deploy_key,
         f"{s.home}/.ssh/known_hosts_clone": "".join(f"{line}\n" for line in s.clone_host_keys),
-        f"{s.home}/.ssh/authorized_keys": f"{CI_PUBLIC_KEY}\n",
+        s.ci_command: render.ci_command_sh(s),
+        f"{s.home}/.ssh/authorized_keys": f'restrict,command="{s.ci_command}" {CI_PUBLIC_KEY}\n',
         sudoers: render.sudoers(s),
     }
     owner = f"{s.user}:{s.user}"
     assert sandbox.meta(f"{s.home}/.ssh/deploy_key") == ("0600", owner)
     assert sandbox.meta(f"{s.home}/.ssh/authorized_keys") == ("0600", owner)
+    # The forced command is root's, beside deploy.sh: the CI key (the app user) cannot change it.
+    assert s.ci_command == f"{s.bin_dir}/ci-command"
+    assert sandbox.meta(s.ci_command) == ("0755", "root:root")
     assert sandbox.meta(sudoers) == ("0440", "root:root")
     assert sandbox.calls("useradd") == [
         ["useradd", "--create-home", "--home-dir", s.home, "--shell", "/bin/bash", "--user-group", s.user]
@@ -86,8 +101,11 @@ def test_env_step_reloads_gunicorn_only_when_the_env_changed(sandbox: Sandbox) -
     hup = ["supervisorctl", "signal", "HUP", s.app_name]
 
     sandbox.run(step, stdin=env)
-    assert sandbox.files() == {f"{s.app_dir}/.env": env}
-    assert sandbox.meta(f"{s.app_dir}/.env") == ("0600", f"{s.user}:{s.user}")
+    assert s.env_file == f"{s.app_dir}/shared/.env"
+    assert sandbox.files() == {s.env_file: env}
+    assert sandbox.meta(s.env_file) == ("0600", f"{s.user}:{s.user}")
+    # The shared directory may not exist yet when the .env is written; the step makes it, the app's.
+    assert ["install", "-d", "-m", "0755", "-o", s.user, "-g", s.user, s.shared_dir] in sandbox.calls("install")
     assert hup in sandbox.calls("supervisorctl")
 
     sandbox.clear_calls()
@@ -96,7 +114,7 @@ def test_env_step_reloads_gunicorn_only_when_the_env_changed(sandbox: Sandbox) -
 
     sandbox.run(step, stdin=env + "EXTRA=1\n")
     assert hup in sandbox.calls("supervisorctl")
-    assert sandbox.files() == {f"{s.app_dir}/.env": env + "EXTRA=1\n"}
+    assert sandbox.files() == {s.env_file: env + "EXTRA=1\n"}
 
 
 def test_nginx_site_lifecycle(variant, sandbox: Sandbox) -> None:
@@ -125,7 +143,10 @@ def test_nginx_site_lifecycle(variant, sandbox: Sandbox) -> None:
     ]  # fmt: skip
     files = sandbox.files()
     assert files[site] == https
-    assert files[HOOK] == heredocs(render.certbot_step(s))[0][1]
+    (hook,) = [body for delimiter, body, _ in heredocs(render.certbot_step(s)) if delimiter == "HOOK"]
+    assert files[HOOK] == hook
+    # The certbot stub leaves no cert.pem, so openssl finds no OCSP responder: no snippet.
+    assert _ocsp_snippet(s) not in files
     assert sandbox.meta(HOOK) == ("0755", "root:root")
     assert len(_reloads(sandbox)) == 1
 
@@ -175,9 +196,66 @@ def test_certbot_forces_renewal_only_when_the_acme_server_changed(
     assert ("--force-renewal" in certbot) is forced
 
 
+def _ocsp_snippet(s) -> str:
+    return f"/etc/nginx/snippets/django-vps-{s.app_name}-ocsp.conf"
+
+
+def _certificate(path: Path, ocsp_url: str | None) -> None:
+    """A real certificate, naming an OCSP responder (Authority Information Access) or not."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "blog.example.com")])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    if ocsp_url:
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]
+            ),
+            critical=False,
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+def test_certbot_step_writes_the_ocsp_snippet_only_for_a_certificate_with_a_responder(sandbox: Sandbox) -> None:
+    """The step asks the real openssl for the certificate's OCSP URI: a snippet turning stapling
+    on when there is one, none (and an old one removed) when there is not."""
+    s = make_settings()
+    snippet = _ocsp_snippet(s)
+    cert = sandbox.root / f"etc/letsencrypt/live/{s.domain}/cert.pem"
+    step = sandboxed(render.certbot_step(s), s.domain)
+    assert f"include /etc/nginx/snippets/django-vps-{s.app_name}-ocsp*.conf;" in render.nginx_site(s, tls=True)
+    assert "ocsp" not in render.nginx_site(s, tls=False)
+
+    _certificate(cert, "http://ocsp.example.org/")
+    sandbox.run(step)
+    assert ["openssl", "x509", "-noout", "-ocsp_uri", "-in", f"/etc/letsencrypt/live/{s.domain}/cert.pem"] in (
+        sandbox.calls("openssl")
+    )
+    assert sandbox.files()[snippet] == ocsp_snippet(s)
+    assert sandbox.meta(snippet) == ("0644", "root:root")
+
+    sandbox.clear_calls()
+    sandbox.run(step)
+    assert [c for c in sandbox.calls("mv") if c[-1] == snippet] == [], "unchanged: not written again"
+
+    _certificate(cert, None)  # renewed by a CA without OCSP
+    sandbox.run(step)
+    assert snippet not in sandbox.files()
+
+
 def test_teardown_app_user_removes_keys_and_sudo_rule(sandbox: Sandbox) -> None:
     s = make_settings()
     sandbox.run(render.app_user_step(s, CI_PUBLIC_KEY), stdin="key\n")
+    assert s.ci_command in sandbox.files()
     sandbox.run(render.teardown_step(s, "app-user"))
     assert sandbox.files() == {f"{s.home}/.ssh/known_hosts_clone": "".join(f"{k}\n" for k in s.clone_host_keys)}
 

@@ -1,10 +1,13 @@
 """The rendered supervisor program and run.sh, run by a real supervisord against a copy of the
-fixture Django project: gunicorn comes up RUNNING on the unix socket, serves the page, keeps the
-socket private to the app's group and reloads on HUP without going down.
+fixture Django project laid out as deploy.sh lays out releases: gunicorn comes up RUNNING on the
+unix socket, serves the page, keeps the socket private to the app's group and reloads on HUP
+without going down; after `current` is switched to another release, a HUP makes the same master
+serve the new release's code.
 
 The program's paths are the host's (/home/<user>/..., /var/log/supervisor); `relocate` moves them
 under a temporary root and sets `user =` to the user running the tests. Nothing else is changed.
-The app's .venv is a symlink to the project's environment (it has django, gunicorn, decouple)."""
+Each release's .venv is a symlink to the project's environment (it has django, gunicorn, decouple);
+.env and the shared paths (media, db.sqlite3) are symlinks into shared/, as deploy.sh makes them."""
 
 from __future__ import annotations
 
@@ -79,7 +82,7 @@ def alive(pid: int) -> bool:
     return True
 
 
-def _copy_fixture(app_dir: Path) -> None:
+def _copy_fixture(release: Path) -> None:
     top_level_skip = {".venv", "db.sqlite3", "static", "logs", ".env"}
 
     def ignore(directory: str, names: list[str]) -> set[str]:
@@ -88,7 +91,10 @@ def _copy_fixture(app_dir: Path) -> None:
             skip |= top_level_skip & set(names)
         return skip
 
-    shutil.copytree(FIXTURE_BLOG_PIP, app_dir, ignore=ignore)
+    shutil.copytree(FIXTURE_BLOG_PIP, release, ignore=ignore)
+
+
+HEADING = "<h1>blog</h1>"
 
 
 class Host:
@@ -102,14 +108,41 @@ class Host:
     def path(self, host_path: str) -> Path:
         return Path(f"{self.root}{host_path}")
 
+    def release(self, name: str, heading: str = HEADING) -> Path:
+        """releases/<name>: the fixture project with the shared paths and .env linked into shared/
+        and .venv linked to a virtualenv, as deploy.sh builds a release; `heading` replaces the
+        index page's heading, so each release's code can be told apart."""
+        s = self.s
+        release = self.path(f"{s.app_dir}/releases/{name}")
+        _copy_fixture(release)
+        views = release / "posts" / "views.py"
+        assert HEADING in views.read_text()
+        views.write_text(views.read_text().replace(HEADING, heading))
+        for shared_path in s.shared_paths:
+            inside, target = release / shared_path, self.path(f"{s.shared_dir}/{shared_path}")
+            if inside.is_dir():  # committed content seeds the shared copy (media/hello.txt)
+                shutil.copytree(inside, target, dirs_exist_ok=True)
+                shutil.rmtree(inside)
+            assert not inside.exists(), f"{inside} is committed: not a case this fixture has"
+            inside.symlink_to(target)
+        (release / ".env").symlink_to(self.path(s.env_file))
+        (release / ".venv").symlink_to(Path(sys.prefix))
+        return release
+
+    def switch(self, name: str) -> None:
+        """Point `current` at releases/<name> as deploy.sh's switch_to does."""
+        app_dir = self.path(self.s.app_dir)
+        subprocess.run(["ln", "-sfn", f"releases/{name}", str(app_dir / "current.next")], check=True)
+        subprocess.run(["mv", "-T", str(app_dir / "current.next"), str(app_dir / "current")], check=True)
+
     def build(self) -> Path:
         s = self.s
-        app_dir = self.path(s.app_dir)
-        _copy_fixture(app_dir)
-        (app_dir / ".venv").symlink_to(Path(sys.prefix))
-        env = app_dir / ".env"
+        self.path(s.shared_dir).mkdir(parents=True)
+        env = self.path(s.env_file)
         env.write_text(render.django_env(s, "x" * 50, []))
         env.chmod(0o600)
+        self.release("r1")
+        self.switch("r1")
         for directory in ("run", "bin"):
             self.path(f"{s.home}/{directory}").mkdir(parents=True)
         self.path("/var/log/supervisor").mkdir(parents=True)
@@ -144,6 +177,43 @@ files = {conf_d}/*.conf
         return conf
 
 
+def test_run_sh_starts_gunicorn_through_current(variant: Settings) -> None:
+    """Both the interpreter and gunicorn's --chdir go through the `current` link, unresolved, so
+    that a HUP after a switch re-enters the new release; supervisor starts in it too."""
+    s = variant
+    lines = render.run_sh(s).splitlines()
+    assert f"current={s.current_dir}" in lines
+    start = lines.index('exec "$current/.venv/bin/python" -P -m gunicorn \\')
+    assert lines[start + 1] == '    --chdir "$current" \\'
+    assert f"    --bind unix:{s.socket_path} \\" in lines[start:]
+    assert lines[-1] == f"    {s.wsgi_application}"
+    assert f"directory = {s.current_dir}\n" in render.supervisor_program(s)
+
+
+def test_python_started_through_current_imports_through_current(tmp_path: Path) -> None:
+    """What run.sh relies on: a virtualenv's Python started by a path through `current` keeps that
+    path in sys.prefix and sys.path, so new workers import packages from the live release's
+    virtualenv (an interpreter started by its resolved path would keep the old one)."""
+    s = make_settings()
+    host = Host(tmp_path, s)
+    host.path(s.shared_dir).mkdir(parents=True)
+    host.path(s.env_file).write_text("")
+    host.release("r1")
+    host.switch("r1")
+    current = host.path(s.current_dir)
+    result = subprocess.run(
+        [f"{current}/.venv/bin/python", "-P", "-c", "import sys, django; print(sys.prefix); print(django.__file__)"],
+        cwd=current,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    prefix, django_file = result.stdout.splitlines()
+    assert prefix == f"{current}/.venv"
+    assert django_file.startswith(f"{current}/.venv/lib/")
+
+
 @pytest.fixture(scope="module")
 def tools() -> tuple[str, str]:
     supervisord = find_tool("supervisord", venv=True)
@@ -169,7 +239,7 @@ def _running(supervisord: str, supervisorctl: str, short_tmp: Path) -> Iterator[
     conf = host.build()
     migrate = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--no-input"],
-        cwd=host.path(s.app_dir),
+        cwd=host.path(s.current_dir),
         capture_output=True,
         text=True,
         check=False,
@@ -180,8 +250,11 @@ def _running(supervisord: str, supervisorctl: str, short_tmp: Path) -> Iterator[
     def ctl(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([supervisorctl, "-c", str(conf), *args], capture_output=True, text=True, check=False)
 
+    # supervisord's programs inherit its environment: none of the test run's Python or Django
+    # variables (a PYTHONPATH would let gunicorn import the project from somewhere else).
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "DJANGO_", "VIRTUAL_ENV"))}
     process = subprocess.Popen(
-        [supervisord, "-n", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [supervisord, "-n", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean
     )
     gunicorn = None
     try:
@@ -250,3 +323,48 @@ def test_django_errors_reach_the_log_file(running) -> None:
     log = Path(s.logs.directory) / s.logs.filename
     wait_for(lambda: log.exists() and "django-vps boom" in log.read_text(), timeout=5, what=f"the error in {log}")
     assert log.read_text().startswith("ERROR ")
+
+
+def test_hup_after_switching_current_serves_the_new_release(running) -> None:
+    """What a deploy does after its release check: switch `current` (ln -sfn + mv -T) and HUP.
+    The master stays (same PID, same socket); the new workers import the new release's code,
+    through the link, with the shared database. Switching back and HUP-ing again is a rollback.
+    Runs last: it leaves `current` on r1 again but with new workers."""
+    s, host, ctl = running
+    socket_path = host.path(s.socket_path)
+    r2_heading = "<h1>blog, release two</h1>"
+    master = int(ctl("pid", s.app_name).stdout)
+    socket_inode = os.stat(socket_path).st_ino
+
+    code, page = get(socket_path, "/", s.domain)
+    assert code == 200 and HEADING in page and r2_heading not in page
+    host.release("r2", r2_heading)
+
+    for name, heading, other in (("r2", r2_heading, HEADING), ("r1", HEADING, r2_heading)):
+        workers = wait_for(lambda: len(children(master)) == 2 and children(master), timeout=15, what="2 workers")
+        host.switch(name)
+        assert os.readlink(host.path(s.current_dir)) == f"releases/{name}"
+        # (Not checked before the HUP: Django imports views on a worker's first request, and a
+        # worker that has not had one yet would import them through the link already switched.)
+        signal = ctl("signal", "HUP", s.app_name)
+        assert signal.returncode == 0 and "signalled" in signal.stdout
+        wait_for(
+            lambda heading=heading: heading in get(socket_path, "/", s.domain)[1],
+            timeout=10,
+            interval=0.2,
+            what=f"the page to show {name}'s heading {heading!r} after the HUP",
+        )
+        wait_for(
+            lambda workers=workers: (new := children(master)) and not (new & workers) and len(new) == 2,
+            timeout=20,
+            what="the HUP to replace both workers",
+        )
+        # Once the old workers are gone, every answer comes from the new release, with the data
+        # of the shared database.
+        for _ in range(6):
+            code, page = get(socket_path, "/", s.domain)
+            assert code == 200 and heading in page and other not in page, page
+            assert "Hello from django-vps" in page
+        assert int(ctl("pid", s.app_name).stdout) == master, "the master was restarted, not reloaded"
+        assert os.stat(socket_path).st_ino == socket_inode, "the listening socket was replaced"
+        assert "RUNNING" in ctl("status", s.app_name).stdout

@@ -81,8 +81,9 @@ def test_defaults_come_from_pulumi_yaml() -> None:
     assert s.uv_group == "prod"
     assert s.gunicorn_workers == 0
     assert s.server == HetznerServer(
-        server_type="cx23", image="debian-12", location="fsn1", backups=False, admin_ssh_keys=()
+        server_type="cx23", image="debian-12", location="fsn1", backups=False, admin_ssh_keys=(), admin_user="admin"
     )
+    assert s.login_user == "admin"  # provisioning logs in as the sudo user cloud-init makes, not root
     assert s.existing_host is None
     assert s.image == "debian-12"
     assert s.manage_dns is True
@@ -91,13 +92,17 @@ def test_defaults_come_from_pulumi_yaml() -> None:
     assert s.letsencrypt_email == "admin@blog.com"
     assert s.acme_server == "https://acme-v02.api.letsencrypt.org/directory"
     assert s.client_max_body_size == "10M"
-    assert s.logs.directory == "/home/blog/blog/logs"
+    assert s.logs.directory == "/home/blog/blog/shared/logs"  # kept across releases
     assert s.logs.filename == "blog.log"
     assert (s.logs.size_mb, s.logs.rotate, s.logs.level) == (2, 3, "ERROR")
     assert s.django_env == ()
     assert s.django_secret_env == ()
     assert s.django_secret_key is None
     assert s.deploy_workflow is True
+    assert s.keep_releases == 5
+    assert s.health_check_path == "/"
+    assert s.shared_paths == ("media", "db.sqlite3")
+    assert (s.hsts, s.host_firewall, s.fail2ban) == (True, True, True)
     assert s.github_token is None
 
 
@@ -119,7 +124,12 @@ def test_derived_paths() -> None:
     assert s.run_script == "/home/web/bin/run.sh"
     assert s.deploy_script == "/home/web/bin/deploy.sh"
     assert s.socket_path == "/home/web/run/site.sock"
-    assert s.logs.directory == "/home/web/site/logs"
+    assert s.current_dir == "/home/web/site/current"
+    assert s.shared_dir == "/home/web/site/shared"
+    assert s.env_file == "/home/web/site/shared/.env"
+    assert s.release_check == "/home/web/bin/release_check.py"
+    assert s.ci_command == "/home/web/bin/ci-command"  # beside deploy.sh, in the root-owned bin/
+    assert s.logs.directory == "/home/web/site/shared/logs"
     assert s.logs.filename == "site.log"
     assert s.url == "https://blog.com"
 
@@ -211,6 +221,39 @@ def test_accepted_values() -> None:
     assert (s.wsgi_application, s.branch, s.dependencies) == ("config.wsgi:app", "release/2.x", "requirements")
 
 
+def test_release_settings_accept_their_documented_values() -> None:
+    s = load(keepReleases="1", healthCheckPath="/health/?full=1&x=%20", sharedPaths=[])
+    assert (s.keep_releases, s.health_check_path, s.shared_paths) == (1, "/health/?full=1&x=%20", ())
+    s = load(keepReleases="12", sharedPaths=["media", "data/uploads", "db.sqlite3", "private.d/keys", ".cache"])
+    assert s.keep_releases == 12
+    assert s.shared_paths == ("media", "data/uploads", "db.sqlite3", "private.d/keys", ".cache")
+    # Names that only start like a shared one are not inside it; only whole path parts count.
+    assert load(sharedPaths=["media", "media-archive", "staticfiles"]).shared_paths == (
+        "media",
+        "media-archive",
+        "staticfiles",
+    )
+
+
+def test_hardening_settings_accept_their_documented_values() -> None:
+    s = load(adminUser="ops", hsts="false", hostFirewall="FALSE", fail2ban="False")
+    assert (s.server.admin_user, s.login_user) == ("ops", "ops")
+    assert (s.hsts, s.host_firewall, s.fail2ban) == (False, False, False)
+    s = load(adminUser="_admin-2", hsts="true", hostFirewall="True", fail2ban="TRUE")
+    assert s.login_user == "_admin-2"
+    assert (s.hsts, s.host_firewall, s.fail2ban) == (True, True, True)
+    # The switches apply to an existing host too (its only firewall may be this one).
+    s = load(**existing_host(hostFirewall="false", fail2ban="false", hsts="false"))
+    assert (s.hsts, s.host_firewall, s.fail2ban) == (False, False, False)
+
+
+def test_existing_host_logs_in_as_existing_host_user() -> None:
+    assert load(**existing_host()).login_user == "root"
+    assert load(**existing_host(existingHostUser="deploy")).login_user == "deploy"
+    # adminUser at its default is fine (Pulumi.prod.yaml-style stacks may spell it out).
+    assert load(**existing_host(adminUser="admin")).login_user == "root"
+
+
 def test_existing_host_mode() -> None:
     s = load(**existing_host(existingHostUser="deploy", image="debian-13"))
     assert s.server is None
@@ -233,7 +276,7 @@ def test_existing_host_key_in_known_hosts_form_is_reduced_to_the_key() -> None:
 
 def test_server_settings_at_their_defaults_are_fine_with_existing_host() -> None:
     # Pulumi.prod.yaml spells out serverType/location/backups at their defaults.
-    s = load(**existing_host(serverType="cx23", location="fsn1", backups="false", adminSshKeys=[]))
+    s = load(**existing_host(serverType="cx23", location="fsn1", backups="false", adminSshKeys=[], adminUser="admin"))
     assert s.server is None and s.existing_host is not None
 
 
@@ -382,6 +425,25 @@ BAD: list[Any] = [
     ({"manageDns": "1"}, "manageDns", "1", "true or false"),
     ({"createDnsZone": "on"}, "createDnsZone", "on", "true or false"),
     ({"deployWorkflow": "no"}, "deployWorkflow", "no", "true or false"),
+    ({"hsts": "yes"}, "hsts", "yes", "true or false"),
+    ({"hsts": ""}, "hsts", "''", "true or false"),
+    ({"hostFirewall": "on"}, "hostFirewall", "on", "true or false"),
+    ({"hostFirewall": "0"}, "hostFirewall", "0", "true or false"),
+    ({"fail2ban": "1"}, "fail2ban", "1", "true or false"),
+    ({"fail2ban": "disabled"}, "fail2ban", "disabled", "true or false"),
+    # the admin user
+    ({"adminUser": "root"}, "adminUser", "root", "no system account"),
+    ({"adminUser": "www-data"}, "adminUser", "www-data", "no system account"),
+    ({"adminUser": "sshd"}, "adminUser", "sshd", "no system account"),
+    ({"adminUser": "Admin"}, "adminUser", "Admin", "a unix user name (a-z, 0-9, '_', '-')"),
+    ({"adminUser": "9admin"}, "adminUser", "9admin", "a unix user name (a-z, 0-9, '_', '-')"),
+    ({"adminUser": "my admin"}, "adminUser", "my admin", "a unix user name (a-z, 0-9, '_', '-')"),
+    ({"adminUser": "a" * 33}, "adminUser", "a" * 33, "a unix user name (a-z, 0-9, '_', '-')"),
+    ({"adminUser": ""}, "adminUser", "''", "a unix user name (a-z, 0-9, '_', '-')"),
+    ({"adminUser": "blog"}, "adminUser", "blog", "the two must differ"),
+    ({"user": "web", "adminUser": "web"}, "adminUser", "web", "the two must differ"),
+    # the derived app user meets the default admin user
+    ({"repository": "sdelquin/admin"}, "adminUser", "admin", "the two must differ"),
     # the server
     ({"serverType": "CX23"}, "serverType", "CX23", "e.g. cx23"),
     ({"serverType": "cx1"}, "serverType", "cx1", "e.g. cx23"),
@@ -420,6 +482,15 @@ BAD: list[Any] = [
         "IP address nor a hostname",
     ),
     (existing_host(existingHostUser="Deploy User"), "existingHostUser", "Deploy User", "passwordless sudo"),
+    (existing_host(existingHostUser="blog"), "existingHostUser", "blog", "another user with passwordless sudo"),
+    (
+        existing_host(user="deploy", existingHostUser="deploy"),
+        "existingHostUser",
+        "deploy",
+        "another user with passwordless sudo",
+    ),
+    (existing_host(adminUser="ops"), "adminUser", "ops", "unset one of the two"),
+    (existing_host(adminUser="root"), "adminUser", "root", "unset one of the two"),
     (existing_host(existingHostKey=None), "existingHostKey", None, "ssh-keyscan"),
     (existing_host(existingHostKey="ssh-ed25519 garbage"), "existingHostKey", "ssh-ed25519 garbage", "OpenSSH line"),
     (existing_host(existingHostKey=RSA_1024), "existingHostKey", "ssh-rsa", "2048 bits or more"),
@@ -462,6 +533,38 @@ BAD: list[Any] = [
     ({"logFilename": "blog log.txt"}, "logFilename", "blog log.txt", "letters, digits"),
     ({"logLevel": "TRACE"}, "logLevel", "TRACE", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ({"logLevel": "error"}, "logLevel", "error", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    # releases
+    ({"keepReleases": "0"}, "keepReleases", "0", "1 or more"),
+    ({"keepReleases": "-2"}, "keepReleases", "-2", "1 or more"),
+    ({"keepReleases": "five"}, "keepReleases", "five", "whole number"),
+    ({"keepReleases": "2.5"}, "keepReleases", "2.5", "whole number"),
+    ({"healthCheckPath": ""}, "healthCheckPath", "''", "start with /"),
+    ({"healthCheckPath": "health/"}, "healthCheckPath", "health/", "start with /"),
+    ({"healthCheckPath": "https://blog.com/"}, "healthCheckPath", "https://blog.com/", "start with /"),
+    ({"healthCheckPath": "/my health/"}, "healthCheckPath", "/my health/", "e.g. / or /health/"),
+    ({"healthCheckPath": "/$(id)"}, "healthCheckPath", "/$(id)", "e.g. / or /health/"),
+    ({"healthCheckPath": "/health/\n/admin/"}, "healthCheckPath", "/health/\\n/admin/", "start with /"),
+    ({"sharedPaths": ["../uploads"]}, "sharedPaths", "../uploads", "relative path inside the project"),
+    ({"sharedPaths": ["media/../../etc"]}, "sharedPaths", "media/../../etc", "no '.', '..'"),
+    ({"sharedPaths": ["/srv/media"]}, "sharedPaths", "/srv/media", "relative path inside the project"),
+    ({"sharedPaths": ["."]}, "sharedPaths", "'.'", "relative path inside the project"),
+    ({"sharedPaths": [""]}, "sharedPaths", "''", "relative path inside the project"),
+    ({"sharedPaths": ["media/"]}, "sharedPaths", "media/", "relative path inside the project"),
+    ({"sharedPaths": ["my media"]}, "sharedPaths", "my media", "relative path inside the project"),
+    ({"sharedPaths": ["media/*"]}, "sharedPaths", "media/*", "relative path inside the project"),
+    ({"sharedPaths": ["./static"]}, "sharedPaths", "./static", "no '.', '..'"),
+    ({"sharedPaths": ["-rf"]}, "sharedPaths", "-rf", "leading '-'"),
+    ({"sharedPaths": [".env"]}, "sharedPaths", ".env", "any other project path"),
+    ({"sharedPaths": [".venv"]}, "sharedPaths", ".venv", "any other project path"),
+    ({"sharedPaths": ["static"]}, "sharedPaths", "static", "any other project path"),
+    ({"sharedPaths": ["static/img"]}, "sharedPaths", "static/img", "any other project path"),
+    ({"sharedPaths": ["node_modules"]}, "sharedPaths", "node_modules", "any other project path"),
+    ({"sharedPaths": ["REVISION"]}, "sharedPaths", "REVISION", "any other project path"),
+    ({"sharedPaths": [".git"]}, "sharedPaths", ".git", "any other project path"),
+    ({"sharedPaths": ["media", "db.sqlite3", "media"]}, "sharedPaths", "media", "give each path once"),
+    ({"sharedPaths": ["media", "media/avatars"]}, "sharedPaths", "media/avatars", "list only 'media'"),
+    ({"sharedPaths": ["data/uploads", "data"]}, "sharedPaths", "data/uploads", "list only 'data'"),
+    ({"sharedPaths": "media"}, "sharedPaths", "media", "list of strings"),
     # djangoEnv
     ({"djangoEnv": ["TIME_ZONE"]}, "djangoEnv", "TIME_ZONE", "KEY=value"),
     ({"djangoEnv": ["time_zone=UTC"]}, "djangoEnv", "time_zone=UTC", "A-Z, 0-9 and '_'"),

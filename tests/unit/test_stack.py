@@ -123,7 +123,7 @@ def test_prod_example_registers_exactly_these_resources(run_stack) -> None:
         SECRET: 4,
         DEPLOY_KEY: 1,
         FILE: 1,
-        COMMAND: 9,
+        COMMAND: 10,
     }
 
 
@@ -194,12 +194,24 @@ def test_server_user_data_is_cloud_config_with_the_pinned_host_key(run_stack) ->
     assert config["ssh_deletekeys"] is True
     assert config["ssh_genkeytypes"] == []
     assert config["ssh_pwauth"] is False
-    (root,) = config["users"]
-    assert root["name"] == "root"
-    assert root["ssh_authorized_keys"] == [public_key(run, "blog-server-provisioning-key")]
+    # Root cannot log in; the admin user (passwordless sudo) has the provisioning key.
+    assert config["disable_root"] is True
+    (admin,) = config["users"]
+    assert admin["name"] == "admin"
+    assert (admin["groups"], admin["sudo"], admin["lock_passwd"]) == (["sudo"], "ALL=(ALL) NOPASSWD:ALL", True)
+    assert admin["ssh_authorized_keys"] == [public_key(run, "blog-server-provisioning-key")]
 
 
-def test_admin_keys_get_hetzner_ssh_keys_and_root_login(run_stack) -> None:
+def test_another_admin_user_is_made_logged_in_as_and_exported(run_stack) -> None:
+    run = run_stack(adminUser="ops")
+    config = yaml.safe_load(one(run, SERVER).plain("userData"))
+    assert [user["name"] for user in config["users"]] == ["ops"]
+    assert {c.plain("connection")["user"] for c in run.mocks.commands()} == {"ops"}
+    assert {c.plain("create").startswith("sudo -n bash -c ") for c in run.mocks.commands()} == {True}
+    assert run.exports["sshCommand"] == f"ssh ops@{SERVER_IPV4}"
+
+
+def test_admin_keys_get_hetzner_ssh_keys_and_admin_login(run_stack) -> None:
     admin = [ed25519_public("admin-1", "me@laptop"), ed25519_public("admin-2")]
     run = run_stack(adminSshKeys=json.dumps(admin))
     keys = {r.name: r for r in run.mocks.of_type(SSH_KEY)}
@@ -274,7 +286,7 @@ def test_github_resources_use_the_explicit_provider_for_the_owner(run_stack) -> 
         assert r.registration.provider == f"{provider.urn}::{provider.id}", r.name
 
 
-def test_nine_host_commands_in_order_each_after_the_previous(run_stack) -> None:
+def test_host_commands_in_order_each_after_the_previous(run_stack) -> None:
     run = run_stack()
     steps = commands(run)
     assert (
@@ -282,6 +294,7 @@ def test_nine_host_commands_in_order_each_after_the_previous(run_stack) -> None:
         == list(STEPS)
         == [
             "packages",
+            "security",
             "app-user",
             "clone",
             "env",
@@ -301,6 +314,34 @@ def test_nine_host_commands_in_order_each_after_the_previous(run_stack) -> None:
         # Only the one before: the chain is a chain.
         others = {steps[s].urn for s in STEPS if s not in (previous, step)}
         assert not others & deps.dependencies, step
+
+
+def test_the_security_step_comes_second_and_everything_later_waits_for_it(run_stack) -> None:
+    """Hardening right after the packages: no later step (the app user, the clone, the site) runs
+    on a host that is not hardened yet, since each waits for the chain through it."""
+    run = run_stack()
+    steps = commands(run)
+    assert list(steps)[:2] == ["packages", "security"]
+    assert steps["packages"].urn in steps["security"].dependencies
+    by_urn = {c.urn: c for c in steps.values()}
+
+    def upstream(command: Recorded) -> set[str]:
+        seen: set[str] = set()
+        todo = [command]
+        while todo:
+            for urn in todo.pop().dependencies:
+                if urn in by_urn and urn not in seen:
+                    seen.add(urn)
+                    todo.append(by_urn[urn])
+        return seen
+
+    for role in STEPS[2:]:
+        assert steps["security"].urn in upstream(steps[role]), f"{role} does not wait for security"
+    assert upstream(steps["security"]) == {steps["packages"].urn}
+    script = steps["security"].plain("create")
+    assert script.startswith("sudo -n bash -c ")
+    assert "PermitRootLogin no" in script and "django_vps" in script and "fail2ban" in script
+    assert steps["security"].inputs["update"] == steps["security"].inputs["create"]
 
 
 def test_clone_waits_for_the_deploy_key_and_certbot_path_for_dns(run_stack) -> None:
@@ -326,14 +367,14 @@ def test_every_command_pins_the_host_key_and_goes_with_the_server(run_stack) -> 
         connection = c.plain("connection")
         assert connection["hostKey"] == host_key, role
         assert connection["host"] == SERVER_IPV4
-        assert connection["user"] == "root"
+        assert connection["user"] == "admin"  # the cloud-init user: root cannot log in
         assert connection["privateKey"] == provisioning
         assert connection["dialErrorLimit"] > 0 and connection["perDialTimeout"] > 0
         assert c.registration.deleted_with == server.urn, role
         assert c.inputs["create"] and c.inputs["update"] == c.inputs["create"]
     # Steps that install something lasting carry the script that removes it (for an existing host).
     with_delete = {role for role, c in commands(run).items() if c.inputs.get("delete")}
-    assert with_delete == {"app-user", "supervisor", "nginx"}
+    assert with_delete == {"app-user", "supervisor", "nginx", "security"}
 
 
 def test_dns_wait_expects_the_servers_ipv4(run_stack) -> None:
@@ -350,7 +391,7 @@ def test_existing_host_mode(run_stack) -> None:
     for absent in (SERVER, FIREWALL, SSH_KEY):
         assert types[absent] == 0, absent
     assert sorted(r.name for r in run.mocks.of_type(TLS_KEY)) == ["blog-github-ci-key", "blog-github-deploy-key"]
-    assert types[COMMAND] == 9
+    assert types[COMMAND] == len(STEPS) == 10
     pinned = ed25519_public("existing-host")  # without the comment
     login = ed25519_pair("existing-login")[0]
     for role, c in commands(run).items():
@@ -377,12 +418,29 @@ def test_existing_host_mode(run_stack) -> None:
     assert run.exports["hostKey"] == pinned
     assert run.exports["sshCommand"] == f"ssh root@{EXISTING_IP}"
     assert [r["type"] for r in run.exports["dnsRecords"]] == ["A"]
+    # Logged in as root, the hardening keeps root's key logins (and nothing runs through sudo).
+    security = steps["security"].plain("create")
+    assert security.startswith("bash -c ") and "PermitRootLogin prohibit-password" in security
 
 
 def test_existing_host_with_a_sudo_user(run_stack) -> None:
     run = run_stack(**existing_host_config(existingHostUser="deploy"))
     assert {c.plain("connection")["user"] for c in run.mocks.commands()} == {"deploy"}
     assert run.exports["sshCommand"] == f"ssh deploy@{EXISTING_IP}"
+    security = commands(run)["security"].plain("create")
+    assert security.startswith("sudo -n bash -c ") and "PermitRootLogin no" in security
+
+
+def test_hardening_switches_reach_the_host_steps(run_stack) -> None:
+    steps = commands(run_stack(hostFirewall="false", fail2ban="false", hsts="false"))
+    security = steps["security"].plain("create")
+    assert "table inet django_vps" not in security and "disable --now --quiet django-vps-firewall" in security
+    assert "fail2ban" not in security
+    for role in ("nginx", "certbot"):
+        assert "Strict-Transport-Security" in steps[role].plain("create")  # hidden from the app
+        assert "add_header Strict-Transport-Security" not in steps[role].plain("create")
+    defaults = commands(run_stack())
+    assert "add_header Strict-Transport-Security" in defaults["certbot"].plain("create")
 
 
 def test_existing_host_without_ipv4_is_refused(run_stack) -> None:
@@ -456,7 +514,7 @@ def test_prod_example_exports(run_stack) -> None:
         "url": "https://blog.com",
         "ipv4": SERVER_IPV4,
         "ipv6": SERVER_IPV6,
-        "sshCommand": f"ssh root@{SERVER_IPV4}",
+        "sshCommand": f"ssh admin@{SERVER_IPV4}",
         "appUser": "blog",
         "appDirectory": "/home/blog/blog",
         "deployCommand": f"ssh blog@{SERVER_IPV4} /home/blog/bin/deploy.sh",

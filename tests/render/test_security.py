@@ -1,0 +1,469 @@
+"""The hardening: the security step run in the sandbox (see sandbox.py), its files checked by the
+real tools (sshd -t/-T, nft -c in a fresh network namespace, systemd-analyze), and the CI key's
+forced command run by real bash against a stub deploy.sh."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components import render
+from components.settings import Settings
+from tests.render.catalog import heredocs
+from tests.render.conftest import VARIANTS, find_tool, make_settings, relocate
+from tests.render.sandbox import FIREWALL_UNIT, Sandbox, sandboxed_security
+
+SSHD_CONF = "/etc/ssh/sshd_config.d/10-django-vps.conf"
+RULES = "/etc/django-vps/firewall.nft"
+AUTO_UPGRADES = "/etc/apt/apt.conf.d/20auto-upgrades"
+JAIL = "/etc/fail2ban/jail.d/django-vps.local"
+RESTART_DROP_INS = tuple(f"/etc/systemd/system/{unit}.service.d/django-vps.conf" for unit in ("nginx", "supervisor"))
+REFUSAL = "this key may only run: {} [deploy|rollback]\n"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    return Sandbox(tmp_path / "sandbox")
+
+
+def _root_login(**overrides: object) -> Settings:
+    """An existing host reached as root (existingHostUser's default)."""
+    keys = {k: v for k, v in VARIANTS["requirements-existing-host"]().items() if k.startswith("existingHost")}
+    s = make_settings(**keys, **overrides)
+    assert s.login_user == overrides.get("existingHostUser", "root")
+    return s
+
+
+def _body(script: str, delimiter: str, starts: str = "") -> str:
+    (body,) = [b for d, b, _ in heredocs(script) if d == delimiter and b.startswith(starts)]
+    return body
+
+
+def _sshd_conf(s: Settings) -> str:
+    return _body(render.security_step(s), "CONF", "# Rendered by django-vps. The first value")
+
+
+def _rules(s: Settings) -> str:
+    return _body(render.security_step(s), "NFT")
+
+
+def _unit(s: Settings) -> str:
+    return _body(render.security_step(s), "UNIT")
+
+
+def _systemctl(sandbox: Sandbox) -> list[list[str]]:
+    return [call[1:] for call in sandbox.calls("systemctl")]
+
+
+def _index(calls: list[list[str]], call: list[str]) -> int:
+    assert call in calls, f"{call} not in {calls}"
+    return calls.index(call)
+
+
+RELOADS = ("reload", "restart", "daemon-reload", "start", "stop")
+
+
+# --- the step in the sandbox ---------------------------------------------------------------------
+
+
+def test_security_step_installs_the_hardening(sandbox: Sandbox) -> None:
+    s = make_settings()
+    assert (s.login_user, s.host_firewall, s.fail2ban) == ("admin", True, True)
+    step = render.security_step(s)
+    sandbox.run(sandboxed_security(step))
+
+    files = sandbox.files()
+    assert set(files) == {SSHD_CONF, RULES, FIREWALL_UNIT, AUTO_UPGRADES, JAIL, *RESTART_DROP_INS}
+    bodies = [body for _, body, _ in heredocs(step)]
+    for path, text in files.items():
+        assert text in bodies, f"{path} is not one of the step's here-documents"
+        assert sandbox.meta(path) == ("0644", "root:root"), path
+    assert "PermitRootLogin no\n" in files[SSHD_CONF].splitlines(keepends=True)
+    for line in ("PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes"):
+        assert line in files[SSHD_CONF].splitlines()
+    assert files[AUTO_UPGRADES] == 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
+    for drop_in in RESTART_DROP_INS:
+        assert files[drop_in] == "[Service]\nRestart=on-failure\nRestartSec=2s\n"
+    assert "[sshd]\nenabled = true\nbackend = systemd\n" in files[JAIL]
+
+    (apt,) = sandbox.calls("apt-get")
+    assert apt[-5:] == ["--no-install-recommends", "nftables", "unattended-upgrades", "fail2ban", "python3-systemd"]
+
+    calls = sandbox.calls()
+    # sshd checks the new drop-in before ssh reloads; it saw exactly the file that was installed.
+    sshd_check = _index(calls, ["sshd", "-t"])
+    assert sshd_check < _index(calls, ["systemctl", "reload", "ssh"])
+    assert sandbox.sshd_checked() == files[SSHD_CONF]
+    # The rules are checked before the unit is enabled and before they are applied.
+    check = _index(calls, ["nft", "-c", "-f", RULES])
+    enable = _index(calls, ["systemctl", "enable", "--quiet", "django-vps-firewall.service"])
+    apply = _index(calls, ["nft", "-f", RULES])
+    assert check < enable < apply
+    assert _index(calls, ["systemctl", "daemon-reload"]) < enable
+    systemctl = _systemctl(sandbox)
+    assert ["enable", "--quiet", "fail2ban"] in systemctl and ["restart", "fail2ban"] in systemctl
+    assert ["enable", "--quiet", "apt-daily.timer", "apt-daily-upgrade.timer"] in systemctl
+    # Each restart drop-in is new: systemd reads it (one daemon-reload each, plus the firewall unit's).
+    assert systemctl.count(["daemon-reload"]) == 3
+
+
+def test_security_step_run_again_changes_and_reloads_nothing(sandbox: Sandbox) -> None:
+    s = make_settings()
+    step = sandboxed_security(render.security_step(s))
+    sandbox.run(step)
+    before = sandbox.files()
+    sandbox.clear_calls()
+    (sandbox.dir / "sshd-checked").unlink()
+
+    sandbox.run(step)
+    assert sandbox.files() == before
+    assert sandbox.calls("mv") == [] and sandbox.calls("chown") == [], "nothing installed again"
+    assert sandbox.calls("sshd") == [] and sandbox.sshd_checked() is None, "an unchanged sshd config: no check"
+    systemctl = _systemctl(sandbox)
+    assert not [call for call in systemctl if call[0] in RELOADS], f"something was reloaded: {systemctl}"
+    assert sorted(systemctl) == sorted(
+        [
+            ["enable", "--quiet", "django-vps-firewall.service"],
+            ["enable", "--quiet", "apt-daily.timer", "apt-daily-upgrade.timer"],
+            ["is-active", "--quiet", "fail2ban"],
+        ]
+    )
+    # The rules are enforced again (an atomic replacement of the same table), checked first.
+    assert sandbox.calls("nft") == [["nft", "-c", "-f", RULES], ["nft", "-f", RULES]]
+
+
+@pytest.mark.parametrize(("login", "permit_root_login"), [("admin", "no"), ("root", "prohibit-password")])
+def test_root_login_is_off_unless_root_is_the_login(sandbox: Sandbox, login: str, permit_root_login: str) -> None:
+    s = make_settings() if login == "admin" else _root_login()
+    assert s.login_user == login
+    sandbox.run(sandboxed_security(render.security_step(s)))
+    lines = sandbox.files()[SSHD_CONF].splitlines()
+    assert [line for line in lines if line.startswith("PermitRootLogin")] == [f"PermitRootLogin {permit_root_login}"]
+
+
+def test_existing_host_with_a_sudo_user_turns_root_login_off() -> None:
+    s = _root_login(existingHostUser="deploy")
+    assert s.login_user == "deploy"
+    assert "PermitRootLogin no\n" in _sshd_conf(s)
+
+
+def test_a_first_sshd_config_sshd_rejects_is_removed(sandbox: Sandbox) -> None:
+    s = make_settings()
+    sandbox.reject_sshd_config()
+    result = sandbox.run(sandboxed_security(render.security_step(s)), check=False)
+    assert result.returncode == 1
+    assert "sshd rejected the hardened configuration; the previous one is kept" in result.stderr
+    assert sandbox.sshd_checked() == _sshd_conf(s)
+    assert sandbox.files() == {}, "the rejected drop-in is gone and the step stopped there"
+    assert ["reload", "ssh"] not in _systemctl(sandbox)
+    assert sandbox.calls("nft") == []
+
+
+def test_a_changed_sshd_config_sshd_rejects_is_rolled_back(sandbox: Sandbox) -> None:
+    admin, root = make_settings(), _root_login()
+    sandbox.run(sandboxed_security(render.security_step(admin)))
+    assert sandbox.files()[SSHD_CONF] == _sshd_conf(admin)
+
+    sandbox.clear_calls()
+    sandbox.reject_sshd_config()
+    result = sandbox.run(sandboxed_security(render.security_step(root)), check=False)
+    assert result.returncode == 1 and "the previous one is kept" in result.stderr
+    assert sandbox.sshd_checked() == _sshd_conf(root), "sshd checked the new file"
+    assert sandbox.files()[SSHD_CONF] == _sshd_conf(admin), "and the previous one is back"
+    assert sandbox.meta(SSHD_CONF) == ("0644", "root:root")
+    assert ["reload", "ssh"] not in _systemctl(sandbox)
+    assert not list((sandbox.dir / "tmp").iterdir()), "no backup or temporary file left behind"
+
+    sandbox.reject_sshd_config(False)
+    sandbox.clear_calls()
+    sandbox.run(sandboxed_security(render.security_step(root)))
+    assert sandbox.files()[SSHD_CONF] == _sshd_conf(root)
+    assert ["reload", "ssh"] in _systemctl(sandbox)
+
+
+def test_host_firewall_off_removes_the_unit(sandbox: Sandbox) -> None:
+    on, off = make_settings(), make_settings(hostFirewall="false")
+    assert "nft -" not in render.security_step(off) and "table inet" not in render.security_step(off)
+    sandbox.run(sandboxed_security(render.security_step(on)))
+    assert {RULES, FIREWALL_UNIT} <= set(sandbox.files())
+
+    sandbox.clear_calls()
+    sandbox.run(sandboxed_security(render.security_step(off)))
+    files = sandbox.files()
+    assert RULES not in files and FIREWALL_UNIT not in files
+    systemctl = _systemctl(sandbox)
+    disable = _index(systemctl, ["disable", "--now", "--quiet", "django-vps-firewall.service"])
+    assert disable < _index(systemctl, ["daemon-reload"])
+    assert ["rm", "-f", FIREWALL_UNIT, RULES] in sandbox.calls("rm")
+    assert sandbox.calls("nft") == []
+
+    # Gone: a second run (or a host that never had it) has nothing to disable.
+    sandbox.clear_calls()
+    sandbox.run(sandboxed_security(render.security_step(off)))
+    assert not [call for call in _systemctl(sandbox) if "django-vps-firewall.service" in call]
+    assert not [call for call in _systemctl(sandbox) if call[0] in RELOADS]
+
+
+def test_the_firewall_unit_stops_by_deleting_only_its_own_table() -> None:
+    unit = _unit(make_settings())
+    assert "ExecStart=/usr/sbin/nft -f /etc/django-vps/firewall.nft\n" in unit
+    assert "ExecStop=/usr/sbin/nft delete table inet django_vps\n" in unit
+    assert "flush ruleset" not in unit and "flush ruleset" not in _rules(make_settings())
+
+
+def test_rules_nft_rejects_are_never_applied(sandbox: Sandbox) -> None:
+    s = make_settings()
+    sandbox.reject_nft_rules()
+    result = sandbox.run(sandboxed_security(render.security_step(s)), check=False)
+    assert result.returncode != 0
+    assert sandbox.calls("nft") == [["nft", "-c", "-f", RULES]]
+    assert FIREWALL_UNIT not in sandbox.files()
+    assert not [call for call in _systemctl(sandbox) if "django-vps-firewall.service" in call]
+
+
+def test_fail2ban_off(sandbox: Sandbox) -> None:
+    s = make_settings(fail2ban="false")
+    sandbox.run(sandboxed_security(render.security_step(s)))
+    assert JAIL not in sandbox.files()
+    (apt,) = sandbox.calls("apt-get")
+    assert "fail2ban" not in apt and "python3-systemd" not in apt
+    assert not [call for call in sandbox.calls() if "fail2ban" in call]
+
+
+# --- the files, checked by the real tools --------------------------------------------------------
+
+
+def _sshd() -> str:
+    sshd = find_tool("sshd")
+    if sshd is None:
+        pytest.skip("sshd is not installed: apt-get install -y openssh-server")
+    return sshd
+
+
+@pytest.mark.parametrize(("login", "permit_root_login"), [("admin", "no"), ("root", "prohibit-password")])
+def test_sshd_accepts_the_drop_in_and_it_wins(login: str, permit_root_login: str, tmp_path: Path) -> None:
+    """Included first, as Debian's sshd_config does, the drop-in passes the real `sshd -t`, and
+    its values win over a main config that says otherwise (sshd takes a setting's first value)."""
+    sshd = _sshd()
+    s = make_settings() if login == "admin" else _root_login()
+    drop_ins = tmp_path / "sshd_config.d"
+    drop_ins.mkdir()
+    (drop_ins / "10-django-vps.conf").write_text(_sshd_conf(s))
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host_key")], check=True)
+    main = tmp_path / "sshd_config"
+    main.write_text(
+        f"Include {drop_ins}/*.conf\nHostKey {tmp_path}/host_key\n"
+        "PermitRootLogin yes\nPasswordAuthentication yes\nX11Forwarding yes\nMaxAuthTries 6\n"
+    )
+    check = subprocess.run([sshd, "-t", "-f", str(main)], capture_output=True, text=True, check=False)
+    if "privilege separation directory" in check.stderr:
+        pytest.skip(f"sshd cannot test configurations here: {check.stderr.strip()}")
+    assert check.returncode == 0, check.stderr
+    effective = subprocess.run(
+        [sshd, "-T", "-f", str(main), "-C", "user=root,host=client.example,addr=198.51.100.9"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    # sshd -T spells prohibit-password by its older synonym.
+    shown = {"no": "no", "prohibit-password": "without-password"}[permit_root_login]
+    for line in (
+        f"permitrootlogin {shown}",
+        "passwordauthentication no",
+        "kbdinteractiveauthentication no",
+        "x11forwarding no",
+        "allowtcpforwarding no",
+        "allowagentforwarding no",
+        "maxauthtries 3",
+    ):
+        assert line in effective, f"{line!r} is not in effect"
+
+    # Control: sshd -t does reject a bad drop-in (what the step's rollback relies on).
+    (drop_ins / "10-django-vps.conf").write_text(_sshd_conf(s) + "PermitRootLogin maybe\n")
+    assert subprocess.run([sshd, "-t", "-f", str(main)], capture_output=True, check=False).returncode != 0
+
+
+def _nft() -> list[str]:
+    nft = find_tool("nft")
+    if nft is None:
+        pytest.skip("nft is not installed: apt-get install -y nftables")
+    if os.geteuid() != 0:
+        pytest.skip("nft needs CAP_NET_ADMIN, in a network namespace of its own: run as root")
+    unshare = find_tool("unshare")
+    if unshare is None:
+        pytest.skip("unshare is not installed: apt-get install -y util-linux")
+    probe = subprocess.run([unshare, "-n", "true"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {probe.stderr.strip()}")
+    return [unshare, "-n", nft]
+
+
+def _in_fresh_netns(nft: list[str], script: str) -> subprocess.CompletedProcess:
+    """Runs `nft` commands in a new, empty network namespace: the machine's ruleset is never seen."""
+    unshare, flag, nft_path = nft
+    return subprocess.run(
+        [unshare, flag, "bash", "-c", script.replace("NFT ", f"{nft_path} ")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_firewall_rules_pass_nft_check(tmp_path: Path) -> None:
+    nft = _nft()
+    rules = tmp_path / "firewall.nft"
+    rules.write_text(_rules(make_settings()))
+    result = subprocess.run([*nft, "-c", "-f", str(rules)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+    broken = tmp_path / "broken.nft"
+    broken.write_text(rules.read_text().replace("tcp dport { 22, 80, 443 } accept", "tcp dport { 22, 80, 443 } acept"))
+    assert subprocess.run([*nft, "-c", "-f", str(broken)], capture_output=True, check=False).returncode != 0
+
+
+def test_firewall_rules_apply_twice_and_stop_cleanly(tmp_path: Path) -> None:
+    """In a fresh network namespace: applying the file again replaces the table (no duplicate
+    rules, no error on the existing table), and the unit's ExecStop removes it, nothing else."""
+    nft = _nft()
+    rules = tmp_path / "firewall.nft"
+    rules.write_text(_rules(make_settings()))
+    result = _in_fresh_netns(
+        nft,
+        f"set -e; NFT add table inet other; NFT -f {rules}; NFT -f {rules}; NFT list ruleset; echo ---; "
+        "NFT delete table inet django_vps; NFT list ruleset",
+    )
+    assert result.returncode == 0, result.stderr
+    applied, stopped = result.stdout.split("---\n")
+    assert applied.count("table inet django_vps {") == 1
+    assert applied.count("tcp dport { 22, 80, 443 } accept") == 1
+    assert "type filter hook input priority filter; policy drop;" in applied
+    assert "ct state established,related accept" in applied
+    assert "table inet other" in applied and "table inet other" in stopped, "other tables are left alone"
+    assert "django_vps" not in stopped
+
+
+def test_firewall_unit_orders_before_the_network_without_a_boot_cycle(tmp_path: Path) -> None:
+    """systemd-analyze on a boot with the units of a Hetzner server: cloud-init.service runs after
+    networking.service and before sysinit.target (its [Unit] ordering is copied below from Debian
+    12's cloud-init 22.4.2 and ifupdown 0.8.41 packages). A firewall ordered before network-pre.target
+    with the default dependencies (after sysinit.target) closes a cycle, and systemd then drops a
+    boot job; the rendered unit must not."""
+    analyze = find_tool("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed: apt-get install -y systemd")
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "networking.service").write_text(
+        "[Unit]\nDefaultDependencies=no\nWants=network.target\n"
+        "After=local-fs.target network-pre.target systemd-sysctl.service systemd-modules-load.service\n"
+        "Before=network.target shutdown.target network-online.target\nConflicts=shutdown.target\n"
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n"
+    )
+    (units / "cloud-init.service").write_text(
+        "[Unit]\nDefaultDependencies=no\nAfter=systemd-networkd-wait-online.service\nAfter=networking.service\n"
+        "Before=network-online.target\nBefore=sysinit.target\nBefore=shutdown.target\nConflicts=shutdown.target\n"
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n"
+    )
+    (units / "boot-test.target").write_text(
+        "[Unit]\nWants=django-vps-firewall.service networking.service cloud-init.service sysinit.target\n"
+    )
+
+    def cycles(unit_text: str) -> str:
+        (units / "django-vps-firewall.service").write_text(unit_text)
+        result = subprocess.run(
+            [analyze, "verify", "--man=no", str(units / "boot-test.target")],
+            env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:", "SYSTEMD_LOG_LEVEL": "info"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        output = result.stdout + result.stderr
+        assert "django-vps-firewall.service" not in output or "ordering cycle" in output, output
+        return "\n".join(line for line in output.splitlines() if "cycle" in line)
+
+    unit = _unit(make_settings())
+    assert cycles(unit) == ""
+    # Control: the same unit with the default dependencies is in a cycle.
+    assert "ordering cycle" in cycles(unit.replace("DefaultDependencies=no\n", ""))
+
+
+# --- the CI key's forced command -----------------------------------------------------------------
+
+STUB = """#!/bin/bash
+printf '%s\\n' "$$" "$@" >"{out}"
+echo "deploy.sh ran"
+"""
+
+
+def _ci_command(s: Settings, tmp_path: Path) -> tuple[Path, Path]:
+    """ci-command as rendered, with only its exec target moved to a stub that records its PID and
+    arguments; the commands it accepts are still the host's paths, as the workflow sends them."""
+    stub, out = tmp_path / "deploy-stub.sh", tmp_path / "deploy-args"
+    stub.write_text(STUB.format(out=out))
+    stub.chmod(0o755)
+    script = tmp_path / "ci-command"
+    script.write_text(relocate(render.ci_command_sh(s), {f"exec {s.deploy_script} ": f"exec {stub} "}))
+    script.chmod(0o755)
+    return script, out
+
+
+def _run(script: Path, original_command: str | None) -> tuple[subprocess.CompletedProcess, int]:
+    env = {"PATH": "/usr/bin:/bin"}
+    if original_command is not None:
+        env["SSH_ORIGINAL_COMMAND"] = original_command
+    process = subprocess.Popen(
+        [str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    stdout, stderr = process.communicate(timeout=10)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), process.pid
+
+
+@pytest.mark.parametrize(("suffix", "argument"), [("", "deploy"), (" deploy", "deploy"), (" rollback", "rollback")])
+def test_ci_command_execs_deploy_sh(variant: Settings, suffix: str, argument: str, tmp_path: Path) -> None:
+    script, out = _ci_command(variant, tmp_path)
+    result, pid = _run(script, variant.deploy_script + suffix)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "deploy.sh ran\n" and result.stderr == ""
+    recorded_pid, *arguments = out.read_text().splitlines()
+    assert arguments == [argument]
+    assert int(recorded_pid) == pid, "deploy.sh replaced the forced command (exec), not a child of it"
+
+
+def test_ci_command_refuses_anything_else(variant: Settings, tmp_path: Path) -> None:
+    script, out = _ci_command(variant, tmp_path)
+    deploy = variant.deploy_script
+    for command in (
+        None,  # an interactive login
+        "",
+        "id",
+        "deploy.sh; id",
+        f"{deploy}; id",
+        f"{deploy} deploy; id",
+        f"{deploy} deploy && id",
+        f"{deploy} $(id)",
+        f"{deploy} rollback --force",
+        f"{deploy}  deploy",
+        f"{deploy} deploy\nid",
+        f"bash -c {deploy}",
+        f"sudo {deploy}",
+    ):
+        result, _ = _run(script, command)
+        assert result.returncode == 1, command
+        assert result.stderr == REFUSAL.format(deploy), command
+        assert result.stdout == "", f"{command!r} ran something"
+        assert not out.exists(), f"{command!r} reached deploy.sh"
+
+
+def test_destroy_keeps_the_hardening(sandbox: Sandbox) -> None:
+    """On an existing host, `pulumi destroy` leaves the hardening in place and says how to undo it."""
+    s = _root_login()
+    sandbox.run(sandboxed_security(render.security_step(s)))
+    before = sandbox.files()
+    sandbox.clear_calls()
+    result = sandbox.run(render.teardown_step(s, "security"))
+    assert sandbox.files() == before
+    assert sandbox.calls() == []
+    assert "kept the SSH hardening" in result.stdout
