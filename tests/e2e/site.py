@@ -66,35 +66,25 @@ class Deployed:
         assert result is not None
         return result
 
-    def ci_ssh(self, command: str) -> subprocess.CompletedProcess[str]:
-        """What the workflow does, with another command: ssh as the CI key, host key pinned."""
+    def ssh(self, user: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """The ssh client as the workflow uses it: this key only, the pinned host key, no prompts."""
         with tempfile.TemporaryDirectory() as home:
-            key = Path(home) / "key"
-            key.write_text(self.secret("PRODUCTION_SSH_KEY"))
-            key.chmod(0o600)
+            key_file = Path(home) / "key"
+            key_file.write_text(key)
+            key_file.chmod(0o600)
             known = Path(home) / "known_hosts"
             known.write_text(self.secret("PRODUCTION_SSH_KNOWN_HOSTS") + "\n")
-            target = f"{self.secret('PRODUCTION_SSH_USERNAME')}@{self.secret('PRODUCTION_SSH_HOST')}"
+            options = ["IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=yes",
+                       f"UserKnownHostsFile={known}", "ConnectTimeout=10"]  # fmt: skip
+            target = f"{user}@{self.secret('PRODUCTION_SSH_HOST')}"
             return subprocess.run(
-                [
-                    "ssh",
-                    "-i",
-                    str(key),
-                    "-o",
-                    "IdentitiesOnly=yes",
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "StrictHostKeyChecking=yes",
-                    "-o",
-                    f"UserKnownHostsFile={known}",
-                    target,
-                    command,
-                ],
-                text=True,
-                capture_output=True,
-                timeout=300,
-            )
+                ["ssh", "-i", str(key_file), *(f"-o{option}" for option in options), target, *args],
+                text=True, capture_output=True, timeout=300,
+            )  # fmt: skip
+
+    def ci_ssh(self, command: str) -> subprocess.CompletedProcess[str]:
+        """What the workflow does, with another command: ssh with the recorded CI secrets."""
+        return self.ssh(self.secret("PRODUCTION_SSH_USERNAME"), self.secret("PRODUCTION_SSH_KEY"), command)
 
 
 def deploy_site(lab: Lab, cafile: Path, *, repo: str = APP, fixture: str = "blog-uv", **settings: str) -> Deployed:

@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import paramiko
 import pytest
 
 from components.settings import load_settings
@@ -77,34 +75,7 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[D
 
 
 def ssh_cli(site: Deployed, user: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory() as home:
-        key_file = Path(home) / "key"
-        key_file.write_text(key)
-        key_file.chmod(0o600)
-        known = Path(home) / "known_hosts"
-        known.write_text(site.secret("PRODUCTION_SSH_KNOWN_HOSTS") + "\n")
-        return subprocess.run(
-            [
-                "ssh",
-                "-i",
-                str(key_file),
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                f"UserKnownHostsFile={known}",
-                "-o",
-                "ConnectTimeout=10",
-                f"{user}@{SERVER_IP}",
-                *args,
-            ],
-            text=True,
-            capture_output=True,
-            timeout=60,
-        )
+    return site.ssh(user, key, *args)
 
 
 def state_value(site: Deployed, name_suffix: str, output: str) -> str:
@@ -409,4 +380,3 @@ def test_a_server_with_another_host_key_stops_the_run(site) -> None:
     assert "Host key verification failed" in workflow.stderr
     # Nothing was run on the impostor.
     assert deployed.engine.new_run().executed == []
-    _ = paramiko  # the engine verifies with paramiko's RejectPolicy

@@ -81,7 +81,7 @@ HOME_PATHS = {
         ("keepReleases", 3, {"deploy.sh", "deploy_step"}),
         ("healthCheckPath", "/health/", {"deploy.sh", "deploy_step"}),
         ("sharedPaths", ["media", "uploads"], {"deploy.sh", "deploy_step"}),
-        ("hsts", "false", {"nginx_site[https]", "nginx_step", "certbot_step"}),
+        ("hsts", "false", {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}),
         ("hostFirewall", "false", {"security_step"}),
         ("fail2ban", "false", {"security_step"}),
         # Another admin user changes the login and cloud-init, not what a step installs: no step re-runs.

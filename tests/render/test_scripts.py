@@ -238,7 +238,10 @@ def test_security_step_parses_and_is_shellcheck_clean_in_every_combination(
     assert found and all(quoted for _, _, quoted in found)
     delimiters = [delimiter for delimiter, _, _ in found]
     assert ("NFT" in delimiters and "UNIT" in delimiters) is s.host_firewall
-    assert ("fail2ban" in text) is s.fail2ban
+    # fail2ban on: our jail is installed; off: a jail of ours from earlier is removed, nothing installed.
+    assert ("jail.d/django-vps.local <<'CONF'" in text) is s.fail2ban
+    assert ("rm -f /etc/fail2ban/jail.d/django-vps.local" in text) is not s.fail2ban
+    assert ("fail2ban python3-systemd" in text) is s.fail2ban
 
 
 def test_ci_command_and_security_step_are_in_the_catalog(variant) -> None:

@@ -9,22 +9,18 @@ tell a secret input from a plain one.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import pulumi
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 
+from tests.support.keys import ed25519_outputs
 from tests.support.program import ROOT, config_from_stack_file, run_program
 
 PROD_CONFIG = config_from_stack_file(ROOT / "Pulumi.prod.yaml")
@@ -34,35 +30,6 @@ SERVER_IPV4 = "198.51.100.20"
 SERVER_IPV6 = "2001:db8::1"
 # What the mocked random.RandomPassword returns: recognisable, so tests can look for leaks.
 GENERATED_SECRET_KEY_PREFIX = "GeNeRaTeD-sEcReT-kEy-"
-
-
-@cache
-def ed25519_outputs(seed: str) -> dict[str, str]:
-    """pulumi-tls PrivateKey outputs for a real ed25519 key derived from seed: the same text on every
-    run (as the provider keeps it in state; OpenSSH serialisation has a random check number), so two
-    runs of the same program produce the same scripts and triggers; distinct per resource."""
-    key = ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
-    no_encryption = serialization.NoEncryption()
-    private_openssh = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, no_encryption
-    ).decode()
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, no_encryption
-    ).decode()
-    public_openssh = (
-        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-        + "\n"
-    )
-    blob = base64.b64decode(public_openssh.split()[1])
-    fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    return {
-        "algorithm": "ED25519",
-        "privateKeyOpenssh": private_openssh,
-        "privateKeyPem": private_pem,
-        "privateKeyPemPkcs8": private_pem,
-        "publicKeyOpenssh": public_openssh,
-        "publicKeyFingerprintSha256": fingerprint,
-    }
 
 
 # Secret inputs as the engine receives them.

@@ -7,6 +7,8 @@ from functools import cache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from tests.support.keys import new_ed25519
+
 _OPENSSH = (serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
 
 
@@ -17,11 +19,8 @@ def _public(key) -> str:
 @cache
 def ed25519_pair(label: str = "default") -> tuple[str, str]:
     """(OpenSSH private key PEM, "ssh-ed25519 AAAA...") — a distinct key per label."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
-    return private, _public(key)
+    pair = new_ed25519()
+    return pair.private_openssh, pair.public
 
 
 def ed25519_public(label: str = "default", comment: str = "") -> str:

@@ -435,10 +435,11 @@ def test_hardening_switches_reach_the_host_steps(run_stack) -> None:
     steps = commands(run_stack(hostFirewall="false", fail2ban="false", hsts="false"))
     security = steps["security"].plain("create")
     assert "table inet django_vps" not in security and "disable --now --quiet django-vps-firewall" in security
-    assert "fail2ban" not in security
+    assert "fail2ban python3-systemd" not in security and "[sshd]" not in security
+    assert "rm -f /etc/fail2ban/jail.d/django-vps.local" in security
     for role in ("nginx", "certbot"):
-        assert "Strict-Transport-Security" in steps[role].plain("create")  # hidden from the app
-        assert "add_header Strict-Transport-Security" not in steps[role].plain("create")
+        # Without our HSTS header, the app's own is neither added to nor hidden.
+        assert "Strict-Transport-Security" not in steps[role].plain("create")
     defaults = commands(run_stack())
     assert "add_header Strict-Transport-Security" in defaults["certbot"].plain("create")
 
