@@ -62,7 +62,6 @@ class Host(pulumi.ComponentResource):
         super().__init__("django-vps:host:Host", name, None, opts)
         self._name = name
         self._args = args
-        self._previous: list[pulumi.Resource] = []
         self.steps = {}
         s = args.settings
 
@@ -116,10 +115,9 @@ class Host(pulumi.ComponentResource):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[*self._previous[-1:], *after],
+                depends_on=[*list(self.steps.values())[-1:], *after],  # the step before, in order
                 deleted_with=self._args.server,
                 additional_secret_outputs=["stdout", "stderr", "stdin"] if stdin is not None else None,
             ),
         )
         self.steps[role] = command
-        self._previous.append(command)
