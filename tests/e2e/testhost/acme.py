@@ -6,12 +6,11 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import urllib.request
 from pathlib import Path
 
 from .certs import make_wfe_certs
-from .common import GATEWAY, in_cgroup, wait_until
+from .common import GATEWAY, spawn, wait_until
 
 ACME_PORT = 14000
 MGMT_PORT = 15000
@@ -53,14 +52,7 @@ class TestDNS:
             "-defaultIPv6",
             "",
         ]
-        with open(run_dir / "challtestsrv.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                in_cgroup(cgroup, argv),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.proc = spawn(cgroup, argv, run_dir / "challtestsrv.log")
         wait_until("challtestsrv", lambda: _port_open(GATEWAY, DNS_API_PORT), 10)
         # Older builds ignore an empty -defaultIPv4 flag; the API setting is authoritative.
         self._post("set-default-ipv4", {"ip": ""})
@@ -117,16 +109,7 @@ class Pebble:
         cfg.write_text(json.dumps(config, indent=2))
         env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
         argv = ["pebble", "-config", cfg, "-dnsserver", f"{GATEWAY}:{DNS_PORT}"]
-        with open(run_dir / "pebble.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                in_cgroup(cgroup, argv),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=run_dir,
-            )
+        self.proc = spawn(cgroup, argv, run_dir / "pebble.log", env=env, cwd=run_dir)
         wait_until("pebble", lambda: _port_open(GATEWAY, MGMT_PORT), 15)
         wait_until("pebble", lambda: _port_open(GATEWAY, ACME_PORT), 15)
 

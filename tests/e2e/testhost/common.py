@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 # Everything the harness creates carries this prefix, so a later run can find and remove the
 # leftovers of a killed one by name alone.
@@ -55,6 +56,18 @@ def in_cgroup(cgroup: Path, argv: Sequence[str | os.PathLike[str]]) -> list[str]
     later process that never knew its PID.
     """
     return ["/bin/sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *map(str, argv)]
+
+
+def spawn(
+    cgroup: Path, argv: Sequence[str | os.PathLike[str]], log_path: Path, *, append: bool = False, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start a daemon in `cgroup` (so teardown can end it with cgroup.kill), in its own session,
+    stdin closed, stdout and stderr into log_path."""
+    with open(log_path, "ab" if append else "wb") as log:
+        return subprocess.Popen(
+            in_cgroup(cgroup, argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, **popen,
+        )  # fmt: skip
 
 
 def make_cgroup(path: Path) -> Path:

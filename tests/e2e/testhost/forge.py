@@ -13,10 +13,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
-from .common import CGROUP_ROOT, PREFIX, in_cgroup, kill_cgroup, make_cgroup, sh, wait_until
+from .common import CGROUP_ROOT, PREFIX, kill_cgroup, make_cgroup, sh, spawn, wait_until
 from .image import remove_tree
 from .network import create_host_netns, delete_netns
 
@@ -108,14 +107,7 @@ class Forge:
             "-c",
             f"mount --bind {passwd} /etc/passwd && exec /usr/sbin/sshd -D -e -f {self.dir}/sshd_config",
         ]
-        with open(self.dir / "sshd.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                in_cgroup(self.cgroup, argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn(self.cgroup, argv, self.dir / "sshd.log")
         wait_until("forge sshd", self._listening, 10)
 
     def _listening(self) -> bool:

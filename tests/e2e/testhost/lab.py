@@ -18,10 +18,10 @@ from .common import (
     GATEWAY,
     PROXY_PORT,
     RUN_DIR_PREFIX,
-    in_cgroup,
     kill_cgroup,
     make_cgroup,
     sh,
+    spawn,
     wait_until,
 )
 from .forge import Forge
@@ -116,16 +116,7 @@ class Lab:
             "--allow",
             *allow,
         ]
-        with open(self.run_dir / "proxy.log", "wb") as log:
-            self._procs.append(
-                subprocess.Popen(
-                    in_cgroup(cgroup, argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+        self._procs.append(spawn(cgroup, argv, self.run_dir / "proxy.log"))
 
         def listening() -> bool:
             return f"{GATEWAY}:{PROXY_PORT}" in sh(["ss", "-ltnH"]).stdout

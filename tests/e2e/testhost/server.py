@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .common import CGROUP_ROOT, PREFIX, in_cgroup, kill_cgroup, make_cgroup, sh, wait_until
+from .common import CGROUP_ROOT, PREFIX, kill_cgroup, make_cgroup, sh, spawn, wait_until
 from .image import remove_tree, restore
 from .network import create_host_netns, delete_netns
 
@@ -157,14 +157,7 @@ class Server:
             self.rootfs,
         ]
         # Joins the cgroup *before* unshare --cgroup: that directory becomes the server's root.
-        with open(self.dir / "console.log", "ab") as log:
-            self._proc = subprocess.Popen(
-                in_cgroup(self.cgroup, argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._proc = spawn(self.cgroup, argv, self.dir / "console.log", append=True)
         self._pid1 = None
         wait_until(f"{self.name}'s PID 1", self._find_pid1, 10)
         deadline = time.monotonic() + timeout
