@@ -305,13 +305,22 @@ def test_fail2ban_guards_sshd(site) -> None:
 
 def test_a_killed_gunicorn_master_is_back_within_5_seconds(site) -> None:
     deployed, _ = site
-    status = deployed.sh(f"supervisorctl status {APP}")
-    master = status.split("pid ", 1)[1].split(",", 1)[0]
-    deployed.sh(f"kill -9 {master}")
+
+    def master() -> str | None:
+        status = deployed.sh(f"supervisorctl status {APP} || true")
+        return status.split("pid ", 1)[1].split(",", 1)[0] if "RUNNING" in status else None
+
+    killed = master()
+    deployed.sh(f"kill -9 {killed}")
     started = time.monotonic()
+    # Back means: supervisor runs a new master, and it serves.
+    while (current := master()) in (None, killed) and time.monotonic() - started < 5:
+        time.sleep(0.1)
+    assert current not in (None, killed), "supervisor did not start a new gunicorn master"
     web.wait_for(SERVER_IP, DOMAIN, "/", "Hello from django-vps", cafile=deployed.cafile, timeout=5)
-    print(f"\ngunicorn back after kill -9: {time.monotonic() - started:.1f} s")
-    assert master not in deployed.sh(f"supervisorctl status {APP}")
+    elapsed = time.monotonic() - started
+    print(f"\ngunicorn back after kill -9: {elapsed:.1f} s (new master {current})")
+    assert elapsed <= 5
 
 
 def test_a_killed_nginx_comes_back(site) -> None:
