@@ -26,6 +26,7 @@ import threading
 import time
 from base64 import b64decode
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paramiko
@@ -55,8 +56,11 @@ class RunLog:
 
 
 class LabEngine(pulumi.runtime.Mocks):
-    def __init__(self, lab: Lab, *, server_name: str = "vps", server_ip: str = SERVER_IP) -> None:
+    def __init__(
+        self, lab: Lab, *, server_name: str = "vps", server_ip: str = SERVER_IP, image: Path | None = None
+    ) -> None:
         self.lab = lab
+        self.image = image
         self.server_name = server_name
         self.server_ip = server_ip
         self.server: Server | None = None
@@ -144,7 +148,7 @@ class LabEngine(pulumi.runtime.Mocks):
     def _boot_server(self, user_data: str) -> dict[str, Any]:
         # Hetzner would also add the SshKeys to root; we do not, so cloud-init's user-data alone
         # must authorize the provisioning key.
-        self.server = self.lab.server(self.server_name, self.server_ip, user_data=user_data)
+        self.server = self.lab.server(self.server_name, self.server_ip, user_data=user_data, image=self.image)
         return {"ipv4Address": self.server_ip, "ipv6Address": SERVER_IPV6, "status": "running"}
 
 

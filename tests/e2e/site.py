@@ -87,7 +87,15 @@ class Deployed:
         return self.ssh(self.secret("PRODUCTION_SSH_USERNAME"), self.secret("PRODUCTION_SSH_KEY"), command)
 
 
-def deploy_site(lab: Lab, cafile: Path, *, repo: str = APP, fixture: str = "blog-uv", **settings: str) -> Deployed:
+def deploy_site(
+    lab: Lab,
+    cafile: Path,
+    *,
+    repo: str = APP,
+    fixture: str = "blog-uv",
+    server_image: Path | None = None,
+    **settings: str,
+) -> Deployed:
     """`pulumi up` of a new stack for FIXTURES/fixture, pushed to the lab's forge as `repo`."""
     forge = lab.forge()
     forge.create_repo(repo, FIXTURES / fixture)
@@ -100,13 +108,14 @@ def deploy_site(lab: Lab, cafile: Path, *, repo: str = APP, fixture: str = "blog
         "django-vps:acmeServer": lab.acme_directory,
         **{f"django-vps:{key}": value for key, value in settings.items()},
     }
-    engine = LabEngine(lab)
+    engine = LabEngine(lab, image=server_image)
     started = time.monotonic()
     exports = run_program(engine, config)
     converge = time.monotonic() - started
     cafile.write_text(lab.acme_ca_pem())
     print(
-        f"\nconverge (bare server to HTTPS, Hetzner mode): {converge:.1f} s; per step: "
+        f"\nconverge (bare server to HTTPS, Hetzner mode, {config.get('django-vps:image', 'debian-12')}): "
+        f"{converge:.1f} s; per step: "
         + ", ".join(f"{k.split('-', 2)[-1]} {v:.1f}" for k, v in engine.log.seconds.items())
     )
     return Deployed(lab, engine, config, exports, converge, str(cafile))

@@ -39,12 +39,7 @@ def test_https_serves_the_page_with_a_certificate_from_the_acme_server(deployed:
 
 
 def test_http_redirects_to_https(deployed: Deployed) -> None:
-    # `systemctl reload nginx` returns before the workers with the HTTP-only site have gone.
-    deadline = time.monotonic() + 5
-    while (response := web.get(SERVER_IP, DOMAIN, "/some/page?x=1", https=False)).status != 301:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    response = web.wait_for_redirect(SERVER_IP, DOMAIN, "/some/page?x=1")
     assert response.status == 301
     assert response.headers["location"] == f"https://{DOMAIN}/some/page?x=1"
 

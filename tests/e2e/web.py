@@ -52,3 +52,12 @@ def wait_for(ip: str, domain: str, path: str, expect: str, *, cafile: str, timeo
             last = error
         time.sleep(0.5)
     raise AssertionError(f"https://{domain}{path} did not serve {expect!r} within {timeout} s (last: {last})")
+
+
+def wait_for_redirect(ip: str, domain: str, path: str, *, timeout: float = 5) -> Response:
+    """Plain HTTP until it answers 301 (`systemctl reload nginx` returns before the workers of the
+    HTTP-only site have gone), or the last answer."""
+    deadline = time.monotonic() + timeout
+    while (response := get(ip, domain, path, https=False)).status != 301 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return response

@@ -97,8 +97,15 @@ def apt_sources(etc: Path = Path("/etc/apt")) -> list[AptSource]:
 
 
 def debian_sources(suite: str = "bookworm") -> list[AptSource]:
-    """Sources of Debian `suite` itself and its -updates/-security companions."""
-    return [s for s in apt_sources() if any(x.split("-")[0] == suite for x in s.suites)]
+    """Sources of Debian `suite` itself and its -updates/-security companions. For a suite this
+    machine does not use (trixie on a bookworm machine), the same mirrors under the other name."""
+    own = [s for s in apt_sources() if any(x.split("-")[0] == suite for x in s.suites)]
+    if own:
+        return own
+    return [
+        AptSource(s.uri, tuple(x.replace("bookworm", suite, 1) for x in s.suites), s.components)
+        for s in debian_sources("bookworm")
+    ]
 
 
 def debian_mirror(suite: str = "bookworm") -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from .common import CACHE_DIR, GATEWAY, NET, PREFIX, PROXY_PORT, sh
 from .hosttools import debian_mirror, debian_sources, ensure_host_tools
 
-SUITE = "bookworm"
+SUITE = "bookworm"  # the default image; "trixie" (Debian 13) builds from the same mirror
 # python3-cffi-backend: debootstrap does not resolve virtual packages, and cloud-init's
 # python3-cryptography depends on the virtual python3-cffi-backend-api-* it provides.
 INCLUDE = "dbus,systemd-sysv,openssh-server,ca-certificates,cloud-init,sudo,iproute2,python3,python3-cffi-backend"
@@ -50,37 +50,42 @@ apt:
 """
 
 
-def _recipe_hash(mirror: str) -> str:
+def _recipe_hash(suite: str, mirror: str) -> str:
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
-    h.update(f"{SUITE}|{INCLUDE}|{mirror}|{debian_sources(SUITE)}".encode())
+    h.update(f"{suite}|{INCLUDE}|{mirror}|{debian_sources(suite)}".encode())
     for ca in sorted(EXTRA_CA_DIR.glob("*.crt")):
         h.update(ca.read_bytes())
     return h.hexdigest()[:16]
 
 
-def image_path() -> Path:
-    return CACHE_DIR / f"image-{_recipe_hash(debian_mirror(SUITE))}.tar.zst"
+def _prefix(suite: str) -> str:
+    # bookworm keeps the original names, so caches made before other suites existed stay valid.
+    return "image-" if suite == SUITE else f"image-{suite}-"
 
 
-def build_image(*, force: bool = False) -> Path:
-    """Return the cached image tarball, building it first if the recipe changed."""
+def image_path(suite: str = SUITE) -> Path:
+    return CACHE_DIR / f"{_prefix(suite)}{_recipe_hash(suite, debian_mirror(suite))}.tar.zst"
+
+
+def build_image(*, suite: str = SUITE, force: bool = False) -> Path:
+    """Return the cached image tarball of Debian `suite`, building it first if the recipe changed."""
     ensure_host_tools()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    out = image_path()
+    out = image_path(suite)
     with open(CACHE_DIR / "image.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel run waits for one build, not two
         if out.exists() and not force:
             return out
-        _build(out)
-    for old in CACHE_DIR.glob("image-*.tar.zst"):
-        if old != out:
+        _build(out, suite)
+    for old in CACHE_DIR.glob(f"{_prefix(suite)}*.tar.zst"):
+        if old != out and (suite != SUITE or old.name.count("-") == 1):
             old.unlink(missing_ok=True)
     return out
 
 
-def _build(out: Path) -> None:
-    mirror = debian_mirror(SUITE)
+def _build(out: Path, suite: str) -> None:
+    mirror = debian_mirror(suite)
     work = CACHE_DIR / f"{PREFIX}-build"
     remove_tree(work)
     work.mkdir(parents=True)
@@ -97,12 +102,12 @@ def _build(out: Path) -> None:
                 "debootstrap",
                 f"--include={INCLUDE}",
                 f"--cache-dir={debs}",
-                SUITE,
+                suite,
                 root,
                 mirror,
             ]
         )
-        configure(root)
+        configure(root, suite)
         tmp = out.with_suffix(".tmp")
         subprocess.run(
             f"tar -C {root} --numeric-owner --xattrs -cf - . | zstd -q -T0 -3 -f -o {tmp}",
@@ -115,7 +120,7 @@ def _build(out: Path) -> None:
     print(f"[testhost] built {out.name} in {time.monotonic() - t0:.0f}s")
 
 
-def configure(root: Path) -> None:
+def configure(root: Path, suite: str) -> None:
     """Everything the test image needs beyond debootstrap; none of it is the product's job."""
     etc = root / "etc"
     for unit in MASKED_UNITS:
@@ -133,7 +138,7 @@ def configure(root: Path) -> None:
         shutil.copy(ca, ca_dir / ca.name)
     sh(["chroot", root, "update-ca-certificates", "--fresh"])
     # The same Debian sources as this machine (bookworm, -updates, -security).
-    lines = [f"deb {s.uri} {suite} {' '.join(s.components)}" for s in debian_sources(SUITE) for suite in s.suites]
+    lines = [f"deb {s.uri} {name} {' '.join(s.components)}" for s in debian_sources(suite) for name in s.suites]
     (etc / "apt/sources.list").write_text("\n".join(lines) + "\n")
     (etc / "apt/apt.conf.d/90dvps-proxy").write_text(
         f'Acquire::http::Proxy "{PROXY_URL}";\nAcquire::https::Proxy "{PROXY_URL}";\n'

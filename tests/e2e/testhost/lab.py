@@ -170,8 +170,10 @@ class Lab:
         user_data: str | None = None,
         root_authorized_keys: list[str] | tuple[str, ...] = (),
         boot: bool = True,
+        image: Path | None = None,
     ) -> Server:
-        """A new server from the image at `ip` (198.51.100.x); booted unless boot=False."""
+        """A new server from the lab's image (or `image`) at `ip` (198.51.100.x); booted unless
+        boot=False."""
         assert self.run_dir is not None and self.image is not None, "lab not started"
         if name in self.servers:
             raise ValueError(f"server {name!r} exists")
@@ -183,7 +185,7 @@ class Lab:
             name,
             ip,
             run_dir=self.run_dir,
-            image=self.image,
+            image=image or self.image,
             wfe_ca_pem=self.wfe_ca_pem,
             user_data=user_data,
             root_authorized_keys=root_authorized_keys,
