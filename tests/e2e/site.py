@@ -8,6 +8,7 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,11 @@ def deploy_site(
     repo: str = APP,
     fixture: str = "blog-uv",
     server_image: Path | None = None,
+    on_engine: Callable[[LabEngine], object] | None = None,
     **settings: str,
 ) -> Deployed:
-    """`pulumi up` of a new stack for FIXTURES/fixture, pushed to the lab's forge as `repo`."""
+    """`pulumi up` of a new stack for FIXTURES/fixture, pushed to the lab's forge as `repo`.
+    Settings without a namespace are django-vps's; `on_engine` sees the engine before the run."""
     forge = lab.forge()
     forge.create_repo(repo, FIXTURES / fixture)
     config = {
@@ -106,9 +109,11 @@ def deploy_site(
         "django-vps:cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
         "django-vps:letsencryptEmail": "admin@blog.test",
         "django-vps:acmeServer": lab.acme_directory,
-        **{f"django-vps:{key}": value for key, value in settings.items()},
+        **{key if ":" in key else f"django-vps:{key}": value for key, value in settings.items()},
     }
     engine = LabEngine(lab, image=server_image)
+    if on_engine is not None:
+        on_engine(engine)
     started = time.monotonic()
     exports = run_program(engine, config)
     converge = time.monotonic() - started

@@ -16,7 +16,7 @@ import pytest
 
 from components.settings import load_settings
 from tests.e2e import web
-from tests.e2e.engine import SERVER_IP, reveal, run_remote
+from tests.e2e.engine import SERVER_IP, LabEngine, reveal, run_remote
 from tests.e2e.site import APP, DOMAIN, Deployed, deploy_site
 from tests.e2e.testhost import Lab
 from tests.support.program import run_program
@@ -46,30 +46,26 @@ class ProcessSampler(threading.Thread):
 
 @pytest.fixture(scope="module")
 def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployed, ProcessSampler]]:
-    from tests.e2e import engine as engine_module
+    samplers: list[ProcessSampler] = []
 
-    sampler_box: list[ProcessSampler] = []
-    original_init = engine_module.LabEngine.__init__
+    def sample(engine: LabEngine) -> None:  # from the moment the engine exists
+        samplers.append(ProcessSampler(engine))
+        samplers[0].start()
 
-    def init_with_sampler(self, *args, **kwargs):  # start sampling as soon as the engine exists
-        original_init(self, *args, **kwargs)
-        sampler_box.append(ProcessSampler(self))
-        sampler_box[0].start()
-
-    engine_module.LabEngine.__init__ = init_with_sampler  # type: ignore[method-assign]
     try:
         deployed = deploy_site(
             lab,
             tmp_path_factory.mktemp("pebble") / "root.pem",
             repo="secure",
+            on_engine=sample,
             **{"github:token": GITHUB_TOKEN},
             djangoSecretEnv=json.dumps(["API_TOKEN=api-secret-e2e-5f1d"]),
         )
     finally:
-        engine_module.LabEngine.__init__ = original_init  # type: ignore[method-assign]
-    sampler = sampler_box[0]
-    sampler.stop.set()
-    sampler.join()
+        for sampler in samplers:
+            sampler.stop.set()
+            sampler.join()
+    sampler = samplers[0]
     yield deployed, sampler
     lab.remove(deployed.engine.server_name)
 
@@ -365,6 +361,11 @@ def test_no_secret_appears_anywhere_in_plaintext(site) -> None:
         if any(part in text for part in _fingerprints(secret))
     ]
     assert not leaks, leaks
+    # Not vacuous: the token did reach the GitHub provider, as a secret input.
+    (provider,) = [
+        inputs for (typ, _), (_, inputs, _) in deployed.engine.state.items() if typ == "pulumi:providers:github"
+    ]
+    assert reveal(provider["token"]) == GITHUB_TOKEN and provider["token"] != GITHUB_TOKEN
     # The one place the SECRET_KEY lives: the 0600 env file.
     assert secrets_of(deployed)["SECRET_KEY"] in deployed.sh("cat /home/blog/blog/shared/.env")
 
