@@ -258,7 +258,7 @@ class Settings:
 
     @property
     def app_dir(self) -> str:
-        return f"{self.home}/{self.app_name}"
+        return app_dir_of(self.user, self.app_name)
 
     @property
     def current_dir(self) -> str:
@@ -268,7 +268,7 @@ class Settings:
     @property
     def shared_dir(self) -> str:
         """What outlives releases: .env, media, the database, logs, virtualenvs."""
-        return f"{self.app_dir}/shared"
+        return shared_dir_of(self.user, self.app_name)
 
     @property
     def env_file(self) -> str:
@@ -309,6 +309,16 @@ class Settings:
         if self.domain == self.dns_zone:
             return "@"
         return self.domain[: -len(self.dns_zone) - 1]
+
+
+def app_dir_of(user: str, app_name: str) -> str:
+    """The app's directory, as in the seed (/home/<user>/<app>): spelled here only."""
+    return f"/home/{user}/{app_name}"
+
+
+def shared_dir_of(user: str, app_name: str) -> str:
+    """What outlives releases; needed before Settings exists, for the default logs directory."""
+    return f"{app_dir_of(user, app_name)}/shared"
 
 
 @cache
@@ -747,7 +757,6 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
     secret_key = reader.string("djangoSecretKey")
     if secret_key and len(secret_key) < 32:
         raise SettingError("djangoSecretKey", "is shorter than 32 characters: Django needs a long random key")
-    home_app_dir = f"/home/{user}/{app_name}"
     secret_env = _env_pairs("djangoSecretEnv", reader.value("djangoSecretEnv"), secret=True)
     github_token = raw("github:token")
     return Settings(
@@ -770,7 +779,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
         letsencrypt_email=email,
         acme_server=_acme(reader),
         client_max_body_size=body,
-        logs=_logs(reader, f"{home_app_dir}/shared", app_name),
+        logs=_logs(reader, shared_dir_of(user, app_name), app_name),
         django_env=tuple(_env_pairs("djangoEnv", reader.value("djangoEnv"), secret=False)),
         django_secret_env=tuple((k, pulumi.Output.secret(v)) for k, v in secret_env),
         django_secret_key=pulumi.Output.secret(secret_key) if secret_key else None,
