@@ -3,6 +3,7 @@ server clones with, and the workflow file itself."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -32,8 +33,6 @@ class GitHubArgs:
     """The app user the CI key logs in as."""
     host_key: pulumi.Output[str]
     """The server's pinned host key, "type base64"."""
-    workflow: str | None
-    """The workflow file's content, or None to leave the repository's files alone."""
     token: pulumi.Output[str] | None
     """Secret: the GitHub token (None: GITHUB_TOKEN from the environment)."""
 
@@ -51,9 +50,12 @@ class GitHubAccess(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GitHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("django-vps:github:GitHubAccess", name, None, opts)
+        self._name = name
         child = pulumi.ResourceOptions(parent=self)
         provider = github.Provider(f"{name}-provider", owner=args.owner, token=args.token, opts=child)
         on_github = pulumi.ResourceOptions(parent=self, provider=provider)
+        self._provider = provider
+        self._args = args
 
         ci_key = tls.PrivateKey(f"{name}-ci-key", algorithm="ED25519", opts=child)
         deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
@@ -79,18 +81,21 @@ class GitHubAccess(pulumi.ComponentResource):
                 value=pulumi.Output.secret(values[secret_name]),
                 opts=on_github,
             )
-        if args.workflow is not None:
-            github.RepositoryFile(
-                f"{name}-workflow",
-                repository=args.repository,
-                branch=args.branch,
-                file=WORKFLOW_PATH,
-                content=args.workflow,
-                commit_message="Deploy with django-vps on push",
-                overwrite_on_create=True,
-                opts=on_github,
-            )
         self.ci_public_key = ci_key.public_key_openssh.apply(str.strip)
         self.deploy_private_key = pulumi.Output.secret(deploy_key.private_key_openssh)
         self.secret_names = list(SECRET_NAMES)
         self.register_outputs({"ciPublicKey": self.ci_public_key, "secretNames": self.secret_names})
+
+    def commit_workflow(self, content: str, after: Sequence[pulumi.Resource]) -> github.RepositoryFile:
+        """Commit the deploy workflow to the branch. The commit is a push, so the workflow's first
+        deploy starts at once: `after` holds what must be done on the server before (it serving)."""
+        return github.RepositoryFile(
+            f"{self._name}-workflow",
+            repository=self._args.repository,
+            branch=self._args.branch,
+            file=WORKFLOW_PATH,
+            content=content,
+            commit_message="Deploy with django-vps on push",
+            overwrite_on_create=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=list(after)),
+        )

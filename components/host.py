@@ -1,8 +1,20 @@
-"""The host side: ordered remote commands that take a bare server to serving the site over HTTPS.
+"""The host side: remote commands that take a bare server to serving the site over HTTPS.
 
-Each step is a rendered script (components/render.py). Its triggers hold the SHA-256 of that script
-(and of its stdin, as a secret), so a step runs again exactly when what it installs changes; the
-scripts are idempotent anyway. Secrets travel by stdin only, on steps that log nothing.
+Lifecycle, as the real engine runs it (pulumi-command v1.2.1 `provider/pkg/provider/common/inputs.go`
+makes `triggers` replaceOnChanges; `remote/commandController.go` runs `update`, else `create`, on an
+update, and `delete` with the inputs recorded in state; a replacement is create-before-delete):
+- An install step carries its rendered script as `create` and `update` and no `triggers` and no
+  `delete`: a changed script or stdin is an UPDATE that re-runs it in place, and nothing ever
+  uninstalls because a setting changed. Identical inputs: the engine runs nothing.
+- On a host the stack did not create, what `pulumi destroy` must undo lives in teardown-only
+  commands: no `create`, only a `delete`, so an update of one (a re-rendered teardown) runs nothing,
+  and its delete runs only when the resource really goes. A created server takes everything with
+  it, so it has no teardowns.
+- Each step waits only for the steps it needs (STEP_NEEDS), so the engine runs the rest at once;
+  apt steps wait on dpkg's lock (DPkg::Lock::Timeout) rather than failing.
+Secrets travel by stdin only, on steps that log nothing; no script echoes its stdin, because a
+failed command's error carries the command and its output whatever `logging` says
+(`remote/commandOutputs.go`).
 """
 
 from __future__ import annotations
@@ -18,7 +30,32 @@ from components import render
 from components.server import Connection
 from components.settings import Settings
 
-STEPS = ("packages", "security", "app-user", "clone", "env", "deploy", "supervisor", "nginx", "dns-wait", "certbot")
+STEP_NEEDS: dict[str, tuple[str, ...]] = {
+    "packages": (),
+    "security": ("packages",),
+    "app-user": ("packages",),
+    "clone": ("app-user",),
+    "env": ("app-user",),
+    "deploy": ("clone", "env"),
+    "supervisor": ("deploy",),
+    "nginx": ("packages",),
+    "dns-wait": (),
+    "certbot": ("nginx", "dns-wait"),
+}
+"""Each step and the steps it cannot run before (what it uses that they install)."""
+STEPS = tuple(STEP_NEEDS)
+
+TEARDOWN_AFTER: dict[str, tuple[str, ...]] = {
+    "security": ("security",),
+    "app-user": ("app-user", "clone", "env", "deploy"),
+    "supervisor": ("supervisor", "teardown-app-user"),
+    "nginx": ("nginx", "certbot", "teardown-supervisor"),
+}
+"""Teardown-only commands (an existing host) and what each is created after. `pulumi destroy` deletes
+in reverse: the site goes first, then the program, then the keys and the sudo rule."""
+
+FINAL_STEPS = ("supervisor", "certbot")
+"""When both are done the site is serving over HTTPS: what must precede the first push deploy."""
 
 
 @dataclass(frozen=True)
@@ -56,68 +93,77 @@ class Host(pulumi.ComponentResource):
     """The provisioned host."""
 
     steps: dict[str, remote.Command]
-    """The remote commands by role, in order."""
+    """The install steps by role."""
+    teardowns: dict[str, remote.Command]
+    """The teardown-only commands by part (an existing host only)."""
+    provisioned: list[pulumi.Resource]
+    """Done when the site serves over HTTPS."""
 
     def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("django-vps:host:Host", name, None, opts)
         self._name = name
         self._args = args
         self.steps = {}
+        self.teardowns = {}
         s = args.settings
+        scripts: dict[str, pulumi.Input[str]] = {
+            "packages": render.packages_step(s),
+            "security": render.security_step(s),
+            "app-user": args.ci_public_key.apply(lambda key: render.app_user_step(s, key)),
+            "clone": render.clone_step(s),
+            "env": render.env_step(s),
+            "deploy": render.deploy_step(s),
+            "supervisor": render.supervisor_step(s),
+            "nginx": render.nginx_step(s),
+            "dns-wait": args.expected_ipv4.apply(lambda ip: render.dns_wait_step(s, ip)),
+            "certbot": render.certbot_step(s),
+        }
+        stdins = {"app-user": args.deploy_private_key, "env": args.django_env}
+        extra_after = {"clone": args.clone_after, "dns-wait": args.certificate_after}
+        for role, needs in STEP_NEEDS.items():
+            self.steps[role] = self._command(
+                role,
+                create=scripts[role],
+                stdin=stdins.get(role),
+                after=[*(self.steps[need] for need in needs), *extra_after.get(role, ())],
+            )
+        if args.server is None:
+            for part, after in TEARDOWN_AFTER.items():
+                self.teardowns[part] = self._command(
+                    f"teardown-{part}",
+                    delete=render.teardown_step(s, part),
+                    after=[self.steps.get(role) or self.teardowns[role.removeprefix("teardown-")] for role in after],
+                )
+        self.provisioned = [self.steps[role] for role in FINAL_STEPS]
+        self.register_outputs({role: step.stdout for role, step in self.steps.items() if role not in stdins})
 
-        self._step("packages", render.packages_step(s))
-        self._step("security", render.security_step(s), teardown="security")
-        self._step(
-            "app-user",
-            args.ci_public_key.apply(lambda key: render.app_user_step(s, key)),
-            stdin=args.deploy_private_key,
-            teardown="app-user",
-        )
-        self._step("clone", render.clone_step(s), after=args.clone_after)
-        self._step("env", render.env_step(s), stdin=args.django_env)
-        self._step("deploy", render.deploy_step(s))
-        self._step("supervisor", render.supervisor_step(s), teardown="supervisor")
-        self._step("nginx", render.nginx_step(s), teardown="nginx")
-        self._step(
-            "dns-wait", args.expected_ipv4.apply(lambda ip: render.dns_wait_step(s, ip)), after=args.certificate_after
-        )
-        self._step("certbot", render.certbot_step(s))
-        self.register_outputs(
-            {role: step.stdout for role, step in self.steps.items() if role not in ("app-user", "env")}
-        )
-
-    def _step(
+    def _command(
         self,
         role: str,
-        script: pulumi.Input[str],
         *,
+        create: pulumi.Input[str] | None = None,
+        delete: str | None = None,
         stdin: pulumi.Output[str] | None = None,
         after: Sequence[pulumi.Resource] = (),
-        teardown: str | None = None,
-    ) -> None:
+    ) -> remote.Command:
         login_user = self._args.connection.user
-        script_output = pulumi.Output.from_input(script)
-        command_line = script_output.apply(lambda text: as_root(text, login_user))
-        triggers: list[pulumi.Input[str]] = [script_output.apply(render.sha256)]
-        if stdin is not None:
-            # A hash of a low-entropy secret could be brute-forced: keep it secret in state too.
-            triggers.append(pulumi.Output.secret(stdin.apply(render.sha256)))
-        command = remote.Command(
+        command_line = (
+            None if create is None else pulumi.Output.from_input(create).apply(lambda text: as_root(text, login_user))
+        )
+        return remote.Command(
             f"{self._name}-{role}",
             connection=self._args.connection.args(),
             create=command_line,
-            # Same script on change: an update re-runs it in place instead of delete + create.
+            # The same script on change: an update re-runs it in place (never a replacement).
             update=command_line,
-            delete=as_root(render.teardown_step(self._args.settings, teardown), login_user) if teardown else None,
+            delete=None if delete is None else as_root(delete, login_user),
             stdin=stdin,
-            triggers=triggers,
             logging=remote.Logging.NONE if stdin is not None else remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[*list(self.steps.values())[-1:], *after],  # the step before, in order
+                depends_on=list(after),
                 deleted_with=self._args.server,
                 additional_secret_outputs=["stdout", "stderr", "stdin"] if stdin is not None else None,
             ),
         )
-        self.steps[role] = command

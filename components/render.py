@@ -2,7 +2,7 @@
 
 Every script that runs on the host comes from here, so each can be read, diffed, tested and run
 on the test host without Pulumi. Rendering is deterministic: the same input gives the same bytes,
-which is what makes the SHA-256 triggers re-run a step exactly when its content changes.
+which is what lets the engine re-run a step (an update) exactly when its content changes.
 """
 
 from __future__ import annotations

@@ -69,7 +69,6 @@ class DjangoSite(pulumi.ComponentResource):
                 ssh_host=connection.host,
                 ssh_user=s.user,
                 host_key=connection.host_key,
-                workflow=render.deploy_workflow(s) if s.deploy_workflow else None,
                 token=s.github_token,
             ),
             opts=child,
@@ -107,6 +106,8 @@ class DjangoSite(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        if s.deploy_workflow:
+            self.github.commit_workflow(render.deploy_workflow(s), after=self.host.provisioned)
         self.outputs = {
             "domain": s.domain,
             "url": s.url,

@@ -1,9 +1,8 @@
 """Secrets: where each one goes (only secret inputs and stdin), where it never goes (scripts, plain
-inputs, exports), and the triggers that make a step re-run exactly when what it installs changes."""
+inputs, exports), and the inputs (script, stdin) whose change re-runs a step."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.host import STEPS
+from components.host import STEPS, TEARDOWN_AFTER
 from components.settings import load_settings
 from components.site import DjangoSite
 from tests.unit.conftest import (
@@ -117,7 +116,8 @@ def test_existing_host_private_key_stays_secret(run_stack) -> None:
     secrets = needles(run)
     secrets["existingHostPrivateKey"] = key_fragments(EXISTING_LOGIN_KEY)
     check_no_leaks(run, secrets)
-    assert set(used_secretly(run, secrets["existingHostPrivateKey"])) == {f"blog-host-{step}" for step in STEPS}
+    commands = {f"blog-host-{step}" for step in STEPS} | {f"blog-host-teardown-{part}" for part in TEARDOWN_AFTER}
+    assert set(used_secretly(run, secrets["existingHostPrivateKey"])) == commands
 
 
 def test_steps_with_secrets_take_them_on_stdin_and_log_nothing(run_stack) -> None:
@@ -160,35 +160,40 @@ def test_github_token_from_the_environment_when_not_configured(run_stack) -> Non
     assert "token" not in run.mocks.named("blog-github-provider").inputs
 
 
-def test_triggers_hash_the_script_and_secretly_the_stdin(run_stack) -> None:
+def test_steps_have_no_triggers_and_stdin_steps_log_nothing(run_stack) -> None:
+    """A changed script or stdin is an update of the step: no triggers (they would replace it), and
+    the stdin itself is the secret input, on a step that logs nothing."""
     run = run_stack(secret_keys=SECRET_KEYS, **SECRETS)
     for r in run.mocks.commands():
         role = r.name.removeprefix("blog-host-")
-        triggers = unwrap(r.inputs["triggers"])
-        assert all(len(t) == 64 and int(t, 16) >= 0 for t in triggers), role
+        assert "triggers" not in r.inputs, role
         if role in STDIN_STEPS:
-            assert is_secret(r.inputs["triggers"]), f"{role}'s stdin hash is in clear text"
-            assert triggers[1] == hashlib.sha256(r.plain("stdin").encode()).hexdigest()
-            assert len(triggers) == 2
+            assert is_secret(r.inputs["stdin"]), f"{role}'s stdin is in clear text"
+            assert r.inputs["logging"] == "none", role
+            assert {"stdout", "stderr", "stdin"} <= set(r.registration.additional_secret_outputs), role
         else:
-            assert not is_secret(r.inputs["triggers"]), role
-            assert len(triggers) == 1
+            assert "stdin" not in r.inputs, role
+            assert r.inputs["logging"] == "stdoutAndStderr", role
 
 
-# A step re-runs exactly when what it installs changes.
+# A step re-runs exactly when what it installs changes: the engine updates a Command whose inputs
+# differ (its script or its stdin) and leaves the others alone.
 
 
-def triggers_by_step(run: StackRun) -> dict[str, list[str]]:
-    return {r.name.removeprefix("blog-host-"): unwrap(r.inputs["triggers"]) for r in run.mocks.commands()}
+def inputs_by_step(run: StackRun) -> dict[str, tuple[object, object]]:
+    return {
+        r.name.removeprefix("blog-host-"): (r.plain("create"), r.plain("stdin") if "stdin" in r.inputs else None)
+        for r in run.mocks.commands()
+    }
 
 
 def changed_steps(before: StackRun, after: StackRun) -> set[str]:
-    a, b = triggers_by_step(before), triggers_by_step(after)
+    a, b = inputs_by_step(before), inputs_by_step(after)
     assert set(a) == set(b) == set(STEPS)
     return {step for step in STEPS if a[step] != b[step]}
 
 
-def test_same_config_same_triggers(run_stack) -> None:
+def test_same_config_same_inputs(run_stack) -> None:
     assert changed_steps(run_stack(), run_stack()) == set()
 
 
@@ -232,9 +237,7 @@ def test_component_outputs_that_carry_secrets_are_secret(direct_mocks) -> None:
     steps = site.host.steps
     expected: dict[str, tuple[pulumi.Output[Any], bool]] = {
         "env.stdin": (steps["env"].stdin, True),
-        "env.triggers": (steps["env"].triggers, True),
         "app-user.stdin": (steps["app-user"].stdin, True),
-        "app-user.triggers": (steps["app-user"].triggers, True),
         "connection.private_key": (site.server.connection.private_key, True),
         "github.deploy_private_key": (site.github.deploy_private_key, True),
         "settings.django_secret_key": (settings.django_secret_key, True),
@@ -242,7 +245,7 @@ def test_component_outputs_that_carry_secrets_are_secret(direct_mocks) -> None:
         **{f"settings.{name}": (value, True) for name, value in settings.django_secret_env},
         # Public values stay readable.
         "clone.create": (steps["clone"].create, False),
-        "packages.triggers": (steps["packages"].triggers, False),
+        "packages.create": (steps["packages"].create, False),
         "connection.host_key": (site.server.connection.host_key, False),
         "github.ci_public_key": (site.github.ci_public_key, False),
         **{f"export.{name}": (pulumi.Output.from_input(value), False) for name, value in site.outputs.items()},

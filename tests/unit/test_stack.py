@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections import Counter
 
 import pytest
 import yaml
 
-from components.host import STEPS
+from components.host import STEP_NEEDS, STEPS, TEARDOWN_AFTER
 from tests.unit.conftest import (
     PROD_CONFIG,
     SERVER_IPV4,
@@ -286,62 +285,59 @@ def test_github_resources_use_the_explicit_provider_for_the_owner(run_stack) -> 
         assert r.registration.provider == f"{provider.urn}::{provider.id}", r.name
 
 
-def test_host_commands_in_order_each_after_the_previous(run_stack) -> None:
+def test_host_steps_wait_for_exactly_what_they_need(run_stack) -> None:
+    """The engine runs every step whose needs are done at once: each depends on the steps named in
+    STEP_NEEDS and on no other command, and no input of a step comes from another command."""
     run = run_stack()
     steps = commands(run)
-    assert (
-        list(steps)
-        == list(STEPS)
-        == [
-            "packages",
-            "security",
-            "app-user",
-            "clone",
-            "env",
-            "deploy",
-            "supervisor",
-            "nginx",
-            "dns-wait",
-            "certbot",
-        ]
-    )
-    assert not any(c.urn in steps["packages"].dependencies for c in steps.values())
-    for previous, step in itertools.pairwise(STEPS):
-        deps = steps[step].registration
-        assert steps[previous].urn in deps.dependencies, f"{step} does not wait for {previous}"
-        # Explicit (depends_on): no input of the step comes from the previous command.
-        assert all(steps[previous].urn not in urns for urns in deps.property_dependencies.values())
-        # Only the one before: the chain is a chain.
-        others = {steps[s].urn for s in STEPS if s not in (previous, step)}
-        assert not others & deps.dependencies, step
+    assert set(steps) == set(STEP_NEEDS) == set(STEPS)
+    assert STEP_NEEDS["packages"] == () and STEP_NEEDS["dns-wait"] == ()
+    for role, needs in STEP_NEEDS.items():
+        registration = steps[role].registration
+        waited = {other for other, c in steps.items() if c.urn in registration.dependencies}
+        assert waited == set(needs), role
+        assert not any(c.urn in urns for c in steps.values() for urns in registration.property_dependencies.values())
 
-
-def test_the_security_step_comes_second_and_everything_later_waits_for_it(run_stack) -> None:
-    """Hardening right after the packages: no later step (the app user, the clone, the site) runs
-    on a host that is not hardened yet, since each waits for the chain through it."""
-    run = run_stack()
-    steps = commands(run)
-    assert list(steps)[:2] == ["packages", "security"]
-    assert steps["packages"].urn in steps["security"].dependencies
-    by_urn = {c.urn: c for c in steps.values()}
-
-    def upstream(command: Recorded) -> set[str]:
+    def upstream(role: str) -> set[str]:
         seen: set[str] = set()
-        todo = [command]
+        todo = [role]
         while todo:
-            for urn in todo.pop().dependencies:
-                if urn in by_urn and urn not in seen:
-                    seen.add(urn)
-                    todo.append(by_urn[urn])
+            for need in STEP_NEEDS[todo.pop()]:
+                if need not in seen:
+                    seen.add(need)
+                    todo.append(need)
         return seen
 
-    for role in STEPS[2:]:
-        assert steps["security"].urn in upstream(steps[role]), f"{role} does not wait for security"
-    assert upstream(steps["security"]) == {steps["packages"].urn}
+    # What each step uses is installed before it: packages (apt, uv, git, nginx) before everything
+    # that uses them, the user before its files, the first release before gunicorn starts, the HTTP
+    # site and the A record before certbot.
+    for role in STEPS:
+        if role not in ("packages", "dns-wait"):
+            assert "packages" in upstream(role), role
+    assert {"app-user", "clone", "env"} <= upstream("deploy")
+    assert "deploy" in upstream("supervisor")
+    assert {"nginx", "dns-wait"} <= upstream("certbot")
+    # ...and independent work is not serialised: the hardening, the site and the app run side by side.
+    for a, b in (("security", "app-user"), ("security", "nginx"), ("nginx", "deploy"), ("certbot", "supervisor")):
+        assert a not in upstream(b) and b not in upstream(a), (a, b)
+
+
+def test_the_security_step_hardens_right_after_the_packages(run_stack) -> None:
+    run = run_stack()
+    steps = commands(run)
+    assert steps["packages"].urn in steps["security"].dependencies
     script = steps["security"].plain("create")
     assert script.startswith("sudo -n bash -c ")
     assert "PermitRootLogin no" in script and "django_vps" in script and "fail2ban" in script
     assert steps["security"].inputs["update"] == steps["security"].inputs["create"]
+
+
+def test_the_workflow_is_committed_only_once_the_site_serves(run_stack) -> None:
+    """Committing the workflow is a push: its first deploy must find the server provisioned."""
+    run = run_stack()
+    steps = commands(run)
+    workflow = one(run, FILE)
+    assert {steps["supervisor"].urn, steps["certbot"].urn} <= workflow.registration.dependencies
 
 
 def test_clone_waits_for_the_deploy_key_and_certbot_path_for_dns(run_stack) -> None:
@@ -372,9 +368,12 @@ def test_every_command_pins_the_host_key_and_goes_with_the_server(run_stack) -> 
         assert connection["dialErrorLimit"] > 0 and connection["perDialTimeout"] > 0
         assert c.registration.deleted_with == server.urn, role
         assert c.inputs["create"] and c.inputs["update"] == c.inputs["create"]
-    # Steps that install something lasting carry the script that removes it (for an existing host).
-    with_delete = {role for role, c in commands(run).items() if c.inputs.get("delete")}
-    assert with_delete == {"app-user", "supervisor", "nginx", "security"}
+        # A change of script or stdin must be an update in place. triggers would make it a
+        # replacement (create-before-delete), and a delete would then uninstall what was just installed.
+        assert not c.inputs.get("triggers"), role
+        assert not c.inputs.get("delete"), role
+    # A created server takes everything with it: no teardown commands.
+    assert set(commands(run)) == set(STEPS)
 
 
 def test_dns_wait_expects_the_servers_ipv4(run_stack) -> None:
@@ -391,7 +390,7 @@ def test_existing_host_mode(run_stack) -> None:
     for absent in (SERVER, FIREWALL, SSH_KEY):
         assert types[absent] == 0, absent
     assert sorted(r.name for r in run.mocks.of_type(TLS_KEY)) == ["blog-github-ci-key", "blog-github-deploy-key"]
-    assert types[COMMAND] == len(STEPS) == 10
+    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 14
     pinned = ed25519_public("existing-host")  # without the comment
     login = ed25519_pair("existing-login")[0]
     for role, c in commands(run).items():
@@ -403,9 +402,23 @@ def test_existing_host_mode(run_stack) -> None:
         # Nothing deletes the host: destroy runs the teardown scripts.
         assert c.registration.deleted_with == "", role
     steps = commands(run)
-    assert "removed the nginx site blog" in steps["nginx"].inputs["delete"]
-    assert "removed the supervisor program blog" in steps["supervisor"].inputs["delete"]
-    assert "/etc/sudoers.d/django-vps-blog" in steps["app-user"].inputs["delete"]
+    # The teardowns are commands of their own that only delete: an update of one (say a re-rendered
+    # teardown after a setting changed) runs nothing, and the install steps never uninstall.
+    for role in STEPS:
+        assert not steps[role].inputs.get("delete") and not steps[role].inputs.get("triggers"), role
+    for part in TEARDOWN_AFTER:
+        teardown = steps[f"teardown-{part}"]
+        assert set(teardown.inputs) & {"create", "update", "triggers", "stdin"} == set(), part
+        assert teardown.plain("delete").startswith("bash -c "), part
+    assert "removed the nginx site blog" in steps["teardown-nginx"].inputs["delete"]
+    assert "removed the supervisor program blog" in steps["teardown-supervisor"].inputs["delete"]
+    assert "/etc/sudoers.d/django-vps-blog" in steps["teardown-app-user"].inputs["delete"]
+    # destroy deletes dependents first: the site goes, then the program, then the keys and sudo rule;
+    # each teardown also comes after what it removes.
+    assert steps["teardown-supervisor"].urn in steps["teardown-nginx"].dependencies
+    assert steps["teardown-app-user"].urn in steps["teardown-supervisor"].dependencies
+    assert {steps["nginx"].urn, steps["certbot"].urn} <= steps["teardown-nginx"].dependencies
+    assert steps["supervisor"].urn in steps["teardown-supervisor"].dependencies
     # An IPv4 address: an A record and no AAAA.
     (rrset,) = run.mocks.of_type(RRSET)
     assert (rrset.inputs["type"], rrset.inputs["name"], rrset.inputs["records"]) == ("A", "@", [{"value": EXISTING_IP}])
@@ -459,8 +472,9 @@ def test_dns_off_lists_the_records_to_create_by_hand(run_stack) -> None:
     ]
     assert "Create the dnsRecords" in run.exports["nextSteps"]
     steps = commands(run)
-    assert list(steps) == list(STEPS)
-    assert steps["nginx"].urn in steps["dns-wait"].dependencies
+    assert set(steps) == set(STEPS)
+    # Nothing to wait for but the records the user creates: dns-wait starts at once.
+    assert not any(c.urn in steps["dns-wait"].dependencies for c in steps.values())
 
 
 def test_create_dns_zone(run_stack) -> None:
