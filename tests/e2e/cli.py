@@ -1,0 +1,170 @@
+"""The real Pulumi CLI running this program on a file-backend stack.
+
+`pulumi` is built from its Go module (tests/tools/build); the provider plugins are the stand-ins of
+tests/e2e/providers (the real ones cannot be built here). The program runs as an Automation API
+inline program: the CLI connects to the SDK's own language runtime (`pulumi up --client`), because
+the Python language host's Go module is refused by the proxy too; everything else (the engine's
+diff, replacement, delete, dependency and secret handling, the state file) is the real CLI's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from tests.e2e.providers import install as install_plugins
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "django-vps"
+PASSPHRASE = "lab passphrase: not a secret"
+SECRET_SETTINGS = frozenset(
+    {
+        "django-vps:existingHostPrivateKey",
+        "django-vps:djangoSecretKey",
+        "django-vps:djangoSecretEnv",
+        "github:token",
+        "hcloud:token",
+    }
+)
+
+
+@cache
+def tools_bin() -> Path:
+    """The directory with the real `pulumi`: built once, then taken from the cache."""
+    built = subprocess.run([ROOT / "tests/tools/build"], check=True, text=True, stdout=subprocess.PIPE)
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+def pulumi_version() -> str:
+    version = subprocess.run([tools_bin() / "pulumi", "version"], check=True, text=True, capture_output=True)
+    return version.stdout.strip()
+
+
+def _program() -> None:
+    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
+@dataclass
+class Run:
+    """What one CLI operation did, read from the engine's own events and summary."""
+
+    changes: dict[str, int]
+    """The summary's resource changes by operation (create, update, replace, delete, same, ...)."""
+    ops: dict[str, list[str]]
+    """Resource name (URN's last part) -> the steps the engine performed on it, in order (a
+    replacement is create-replacement, replace, delete-replaced)."""
+    output: str
+    """The CLI's own output."""
+    seconds: float
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def changed(self) -> dict[str, list[str]]:
+        """The resources the engine did anything to."""
+        return {name: ops for name, ops in self.ops.items() if set(ops) - {"same", "read", "refresh"}}
+
+
+class CliStack:
+    """One stack of this program in `directory` (project file, stack file, state and PULUMI_HOME)."""
+
+    def __init__(self, directory: Path, *, stack: str = "lab", env: Mapping[str, str] | None = None) -> None:
+        self.directory = directory
+        self.state_dir = directory / "state"
+        self.home = directory / "home"
+        for path in (self.state_dir, self.home):
+            path.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
+        install_plugins(self.home)
+        self.env = {
+            "PULUMI_BACKEND_URL": f"file://{self.state_dir}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_HOME": str(self.home),
+            "PATH": f"{tools_bin()}:{ROOT / '.venv/bin'}:{os.environ['PATH']}",
+            **(env or {}),
+        }
+        self.stack = auto.create_or_select_stack(
+            stack_name=stack,
+            project_name=PROJECT,
+            program=_program,
+            opts=auto.LocalWorkspaceOptions(
+                work_dir=str(directory),
+                pulumi_home=str(self.home),
+                env_vars=self.env,
+                pulumi_command=auto.PulumiCommand(str(tools_bin().parent), skip_version_check=True),
+            ),
+        )
+
+    def configure(self, config: Mapping[str, str | None]) -> None:
+        """Set (or, for None, remove) settings; keys without a namespace are django-vps's."""
+        for key, value in config.items():
+            full = key if ":" in key else f"{PROJECT}:{key}"
+            if value is None:
+                self.stack.remove_config(full)
+            else:
+                self.stack.set_config(full, auto.ConfigValue(value, secret=full in SECRET_SETTINGS))
+
+    def _run(self, operation: Callable[..., Any], echo: Callable[[str], object] | None, **kwargs: Any) -> Run:
+        lines: list[str] = []
+        ops: dict[str, list[str]] = {}
+
+        def on_output(line: str) -> None:
+            lines.append(line)
+            if echo:
+                echo(line)
+
+        def on_event(event: auto.events.EngineEvent) -> None:
+            step = event.resource_pre_event
+            if step is not None and step.metadata is not None:
+                ops.setdefault(step.metadata.urn.rsplit("::", 1)[-1], []).append(step.metadata.op.value)
+
+        result = operation(on_output=on_output, on_event=on_event, color="never", **kwargs)
+        summary = getattr(result, "summary", None)
+        changes = dict(summary.resource_changes or {}) if summary else dict(result.change_summary or {})
+        seconds = (summary.end_time - summary.start_time).total_seconds() if summary else 0.0
+        outputs = {k: v.value for k, v in getattr(result, "outputs", {}).items()}
+        return Run(changes, ops, "\n".join(lines), seconds, outputs)
+
+    def preview(self, echo: Callable[[str], object] | None = print, **kwargs: Any) -> Run:
+        return self._run(self.stack.preview, echo, **kwargs)
+
+    def up(self, echo: Callable[[str], object] | None = print, **kwargs: Any) -> Run:
+        return self._run(self.stack.up, echo, **kwargs)
+
+    def refresh(self, echo: Callable[[str], object] | None = print, **kwargs: Any) -> Run:
+        return self._run(self.stack.refresh, echo, **kwargs)
+
+    def destroy(self, echo: Callable[[str], object] | None = print, **kwargs: Any) -> Run:
+        return self._run(self.stack.destroy, echo, **kwargs)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The CLI itself on this stack (`stack export`, `stack output`, ...)."""
+        return subprocess.run(
+            [tools_bin() / "pulumi", *args, "--stack", self.stack.name, "--non-interactive"],
+            cwd=self.directory,
+            env={**os.environ, **self.env},
+            text=True,
+            capture_output=True,
+            check=check,
+        )
+
+    def export(self) -> dict[str, Any]:
+        return json.loads(self.cli("stack", "export").stdout)
+
+    def state_files(self) -> list[Path]:
+        """Everything the file backend wrote (the stack's checkpoint, its backups, history)."""
+        return [path for path in self.state_dir.rglob("*") if path.is_file()]
+
+    def resources(self) -> Counter[str]:
+        return Counter(r["type"] for r in self.export()["deployment"].get("resources", []))
