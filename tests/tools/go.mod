@@ -1,5 +1,5 @@
-// The Pulumi CLI and plugins that the end-to-end tests run, pinned. tests/tools/build reads the
-// versions from here. Versions match the Python SDKs in uv.lock.
+// The Pulumi CLI that the end-to-end tests run, pinned; tests/tools/build reads the version from
+// here. See README.md beside this file for why the plugins are not built from Go modules.
 module django-vps/tools
 
 go 1.26.6
