@@ -1,6 +1,7 @@
-"""Converge benchmark: a bare, booted Debian 12 test server to HTTPS 200 through the program, beside
-the floor measured in the same run on a second bare server: the same apt install, the same venv and
-dependency install and the same git clone, done directly over SSH with nothing else.
+"""Converge benchmark: a bare, booted Debian 12 test server to HTTPS 200 through the program on the
+real Pulumi CLI (existing-host mode), beside, in the same run and on servers of their own: the floor
+(the same apt install, venv and dependency install and git clone, done directly over SSH with
+nothing else) and the same program on the old mock-runtime engine (its steps strictly in order).
 
 Run as root:  uv run python -m benchmarks.converge
 """
@@ -14,13 +15,15 @@ from pathlib import Path
 
 from components import render
 from tests.e2e import web
+from tests.e2e.cli import CliStack
 from tests.e2e.engine import LabEngine, run_remote
 from tests.e2e.testhost import Lab
 from tests.e2e.testhost.keys import new_ed25519
 from tests.support.program import run_program
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests/e2e/fixtures/blog-uv"
-PROGRAM_IP, FLOOR_IP = "198.51.100.2", "198.51.100.4"
+PROGRAM_IP, FLOOR_IP, OLD_ENGINE_IP = "198.51.100.2", "198.51.100.4", "198.51.100.6"
+GITHUB_TOKEN = "ghp_" + "b" * 36
 DOMAIN = "blog.test"
 
 FLOOR_SCRIPT = """set -euo pipefail
@@ -45,19 +48,22 @@ def connection(ip: str, key: str, host_key: str, user: str = "root") -> dict[str
 
 
 def main() -> None:
-    with Lab() as lab:
+    with Lab() as lab, tempfile.TemporaryDirectory() as work:
         forge = lab.forge()
         clone_url = forge.create_repo("blog", FIXTURE)
         known_host = f"{forge.ip} {forge.host_public_key()}"
         root = new_ed25519()
-        floor_server = lab.server("floor", FLOOR_IP, root_authorized_keys=[root.public])
-        program_server = lab.server("program", PROGRAM_IP, root_authorized_keys=[root.public])
+        servers = {
+            ip: lab.server(name, ip, root_authorized_keys=[root.public])
+            for name, ip in (("floor", FLOOR_IP), ("program", PROGRAM_IP), ("old-engine", OLD_ENGINE_IP))
+        }
+        cafile = Path(work) / "ca.pem"
 
         deploy = new_ed25519()
         forge.add_deploy_key(deploy.public)
         started = time.monotonic()
         run_remote(
-            connection(FLOOR_IP, root.private_openssh, floor_server.host_public_key()),
+            connection(FLOOR_IP, root.private_openssh, servers[FLOOR_IP].host_public_key()),
             FLOOR_SCRIPT.format(
                 uv_version=render.UV_VERSION,
                 deploy_key=deploy.private_openssh,
@@ -69,38 +75,60 @@ def main() -> None:
         )
         floor = time.monotonic() - started
 
-        config = {
-            "django-vps:domain": DOMAIN,
-            "django-vps:repository": "example/blog",
-            "django-vps:cloneUrl": clone_url,
-            "django-vps:cloneHostKeys": json.dumps([known_host]),
-            "django-vps:letsencryptEmail": "admin@blog.test",
-            "django-vps:acmeServer": lab.acme_directory,
-            "django-vps:existingHost": PROGRAM_IP,
-            "django-vps:existingHostKey": program_server.host_public_key(),
-            "django-vps:existingHostPrivateKey": root.private_openssh,
-        }
+        def config(ip: str) -> dict[str, str]:
+            lab.set_a(DOMAIN, ip)
+            return {
+                "domain": DOMAIN,
+                "repository": "example/blog",
+                "cloneUrl": clone_url,
+                "cloneHostKeys": json.dumps([known_host]),
+                "letsencryptEmail": "admin@blog.test",
+                "acmeServer": lab.acme_directory,
+                "existingHost": ip,
+                "existingHostKey": servers[ip].host_public_key(),
+                "existingHostPrivateKey": root.private_openssh,
+                "manageDns": "false",
+                "github:token": GITHUB_TOKEN,
+            }
+
+        github = lab.github_api(token=GITHUB_TOKEN)
+        stack = CliStack(Path(work) / "stack", env=github.environment())
+        stack.configure(config(PROGRAM_IP))
+        started = time.monotonic()
+        first = stack.up(echo=None)
+        cafile.write_text(lab.acme_ca_pem())
+        web.wait_for(PROGRAM_IP, DOMAIN, "/", "Hello from django-vps", cafile=str(cafile), timeout=30)
+        converge = time.monotonic() - started
+        noop = stack.up(echo=None)
+        assert noop.changed() == {}, noop.changed()
+        original = render.render
+        render.render = lambda template, **context: (  # type: ignore[assignment]
+            original(template, **context) + ("# edited\n" if template.startswith("host-") else "")
+        )
+        try:
+            every = stack.up(echo=None)
+        finally:
+            render.render = original  # type: ignore[assignment]
+
+        old = {f"django-vps:{key}" if ":" not in key else key: value for key, value in config(OLD_ENGINE_IP).items()}
         engine = LabEngine(lab)
-        with tempfile.NamedTemporaryFile("w", suffix=".pem") as cafile:
-            cafile.write(lab.acme_ca_pem())
-            cafile.flush()
-            started = time.monotonic()
-            run_program(engine, config)
-            web.wait_for(PROGRAM_IP, DOMAIN, "/", "Hello from django-vps", cafile=cafile.name, timeout=30)
-            converge = time.monotonic() - started
-            steps = dict(engine.log.seconds)
+        started = time.monotonic()
+        run_program(engine, old)
+        web.wait_for(OLD_ENGINE_IP, DOMAIN, "/", "Hello from django-vps", cafile=str(cafile), timeout=30)
+        old_converge = time.monotonic() - started
 
-            engine.new_run(force_commands=True)
-            started = time.monotonic()
-            run_program(engine, config)
-            second = time.monotonic() - started
-
-        print("converge benchmark (Debian 12 test server, blog-uv with package.json)")
-        print(f"  floor   (apt + uv venv/deps + git clone, directly): {floor:6.1f} s")
-        print(f"  program (bare booted server to HTTPS 200):          {converge:6.1f} s")
-        print(f"  ratio   program / floor:                            {converge / floor:6.2f}")
-        print(f"  second run, every step re-run (idempotent):         {second:6.1f} s")
-        print("  program steps: " + ", ".join(f"{name.split('-', 2)[-1]} {s:.1f}" for name, s in steps.items()))
+        print("converge benchmark (Debian 12 test servers, blog-uv with package.json, existing-host mode)")
+        print(f"  floor   (apt + uv venv/deps + git clone, directly):     {floor:6.1f} s")
+        print(f"  program, real CLI (bare booted server to HTTPS 200):     {converge:6.1f} s")
+        print(f"    of which the CLI's `pulumi up`:                        {first.seconds:6.1f} s")
+        print(f"  ratio   real CLI / floor:                                {converge / floor:6.2f}")
+        print(f"  program, old mock-runtime engine (steps in order):       {old_converge:6.1f} s")
+        print(f"  ratio   old engine / floor:                              {old_converge / floor:6.2f}")
+        print(f"  second up, every step's script edited (all updated):     {every.seconds:6.1f} s")
+        print(f"  up with nothing to do (the CLI's own overhead):          {noop.seconds:6.1f} s")
+        print(
+            "  old engine steps: " + ", ".join(f"{n.split('-', 2)[-1]} {s:.1f}" for n, s in engine.log.seconds.items())
+        )
 
 
 if __name__ == "__main__":
