@@ -123,9 +123,19 @@ class Forge:
 
     # --- public API ---------------------------------------------------------------------------
 
-    def add_deploy_key(self, pubkey: str) -> None:
-        """Allow `pubkey` to clone/fetch every repository, read-only (like a deploy key)."""
-        self._add_key(pubkey, "ro")
+    def add_deploy_key(self, pubkey: str, *, read_only: bool = True) -> None:
+        """Allow `pubkey` to clone/fetch every repository (like a deploy key); to push too unless read_only."""
+        self._add_key(pubkey, "ro" if read_only else "rw")
+
+    def remove_deploy_key(self, pubkey: str) -> None:
+        """Withdraw a deploy key (matched on "type base64", whatever the comment); sshd reads
+        authorized_keys at each login, so the next fetch with it fails."""
+        wanted = pubkey.split()[:2]
+        kept = [line for line in self._keys if line.split(",restrict ", 1)[1].split()[:2] != wanted]
+        if len(kept) == len(self._keys):
+            raise KeyError(f"no such deploy key: {' '.join(wanted)}")
+        self._keys = kept
+        (self.dir / "authorized_keys").write_text("".join(self._keys))
 
     def host_public_key(self) -> str:
         line = (self.dir / "ssh_host_ed25519_key.pub").read_text().split()
