@@ -121,14 +121,27 @@ class Sandbox:
         path.write_text(f"#!/bin/bash\nset -eu\n{_LIB}\n{body}\n")
         path.chmod(0o755)
 
+    def _env(self) -> dict[str, str]:
+        return {"PATH": str(self.bin), "SANDBOX": str(self.dir), "HOME": str(self.dir / "tmp"), "LC_ALL": "C"}
+
     def run(self, script: str, stdin: str = "", *, check: bool = True) -> subprocess.CompletedProcess:
-        env = {"PATH": str(self.bin), "SANDBOX": str(self.dir), "HOME": str(self.dir / "tmp"), "LC_ALL": "C"}
         result = subprocess.run(
-            ["/bin/bash", "-c", script, "step"], input=stdin, capture_output=True, text=True, env=env, check=False
+            ["/bin/bash", "-c", script, "step"],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self._env(),
+            check=False,
         )
         if check:
             assert result.returncode == 0, f"step failed ({result.returncode}):\n{result.stderr}"
         return result
+
+    def run_installed(self, host_path: str, *args: str) -> subprocess.CompletedProcess:
+        """Executes a file a step installed, as the host would (its own #! line, its mode), with
+        only the stubs on PATH."""
+        path = self.root / host_path.lstrip("/")
+        return subprocess.run([str(path), *args], capture_output=True, text=True, env=self._env(), check=False)
 
     def reject_nginx_config(self, reject: bool = True) -> None:
         self._flag("nginx-rejects", reject)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components import render
-from tests.render.catalog import SCRIPT_NAMES, heredocs, ocsp_snippet, scripts
+from tests.render.catalog import SCRIPT_NAMES, TEARDOWN_PARTS, heredocs, ocsp_snippet, scripts
 from tests.render.conftest import CI_PUBLIC_KEY, VARIANTS, make_settings
 
 
@@ -92,15 +92,16 @@ def test_disabled_shellcheck_checks_are_justified(variant) -> None:
                 assert codes <= allowed, f"{name}: unexplained `{line.strip()}`"
 
 
-def _renewal_hook() -> str:
-    """The certbot deploy hook as written in its template (it has no Jinja in it)."""
-    source = (render.FILES / "host-certbot.sh.j2").read_text()
-    return source.split("<<'HOOK' || true\n", 1)[1].split("\nHOOK\n", 1)[0] + "\n"
+def _renewal_hook(s) -> str:
+    """The certbot deploy hook as the rendered certbot step installs it."""
+    (hook,) = [body for delimiter, body, _ in heredocs(render.certbot_step(s)) if delimiter == "HOOK"]
+    return hook
 
 
-def test_renewal_hook_is_shellcheck_clean(shellcheck: str, tmp_path: Path) -> None:
+def test_renewal_hook_is_shellcheck_clean(variant, shellcheck: str, tmp_path: Path) -> None:
+    """What it does is checked by running it (test_steps_sandboxed); here, that it is clean sh."""
     hook = tmp_path / "hook"
-    hook.write_text(_renewal_hook())
+    hook.write_text(_renewal_hook(variant))
     assert hook.read_text().startswith("#!/bin/sh\n")
     result = subprocess.run([shellcheck, str(hook)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
@@ -112,14 +113,19 @@ def ci_authorized_keys(s) -> str:
     return f'restrict,command="{s.ci_command}" {CI_PUBLIC_KEY}\n'
 
 
+# A here-document whose content is checked by running what it installs, not by comparison (the
+# renewal hook has no render function of its own: test_steps_sandboxed runs it).
+RUN_IN_THE_SANDBOX = None
+
+
 # The files each step embeds, in the order its here-documents appear.
-def _embedded(s) -> dict[str, list[str]]:
+def _embedded(s) -> dict[str, list[str | None]]:
     https_site, http_site = render.nginx_site(s, tls=True), render.nginx_site(s, tls=False)
     return {
-        "deploy_step": [render.run_sh(s), render.deploy_sh(s), render.release_check_py()],
+        "deploy_step": [render.run_sh(s), render.deploy_sh(s), render.release_check_py(), render.redact_py()],
         "supervisor_step": [render.supervisor_program(s)],
         "nginx_step": [https_site, http_site],
-        "certbot_step": [ocsp_snippet(s), _renewal_hook(), https_site, http_site],
+        "certbot_step": [ocsp_snippet(s), RUN_IN_THE_SANDBOX, https_site, http_site],
         "app_user_step": [
             "".join(f"{line}\n" for line in s.clone_host_keys),
             render.ci_command_sh(s),
@@ -133,7 +139,11 @@ def test_embedded_files_come_out_exactly(variant) -> None:
     rendered = scripts(variant)
     for step, expected in _embedded(variant).items():
         found = heredocs(rendered[step])
-        assert [body for _, body, _ in found] == expected, f"{step}: a here-document differs from its file"
+        assert len(found) == len(expected), f"{step}: {len(found)} here-documents, {len(expected)} files"
+        compared = [
+            None if want is RUN_IN_THE_SANDBOX else body for (_, body, _), want in zip(found, expected, strict=True)
+        ]
+        assert compared == expected, f"{step}: a here-document differs from its file"
         assert all(quoted for _, _, quoted in found), f"{step}: an unquoted here-document would expand $ and `"
         for delimiter, body, _ in found:
             assert delimiter not in body.splitlines(), f"{step}: {delimiter} inside its own here-document"
@@ -179,8 +189,13 @@ def test_no_embedded_file_can_end_its_heredoc_early(variant) -> None:
     delimiters = {"SCRIPT", "CONF", "SITE", "HOOK", "KEYS", "SUDOERS", "NFT", "UNIT"}
     for contents in _embedded(variant).values():
         for content in contents:
-            assert content.endswith("\n")
-            assert not delimiters & set(content.splitlines())
+            if content is not RUN_IN_THE_SANDBOX:
+                assert content.endswith("\n")
+                assert not delimiters & set(content.splitlines())
+    for name, script in scripts(variant).items():
+        for delimiter, body, _ in heredocs(script):
+            assert delimiter in delimiters, f"{name}: here-document {delimiter} is not in the list above"
+            assert not delimiters & set(body.splitlines()), f"{name}: a delimiter inside {delimiter}"
 
 
 def test_heredoc_parser_finds_an_early_delimiter() -> None:
@@ -244,8 +259,39 @@ def test_security_step_parses_and_is_shellcheck_clean_in_every_combination(
     assert ("fail2ban python3-systemd" in text) is s.fail2ban
 
 
-def test_ci_command_and_security_step_are_in_the_catalog(variant) -> None:
-    rendered = scripts(variant)
-    assert rendered["ci-command"] == render.ci_command_sh(variant)
-    assert rendered["security_step"] == render.security_step(variant)
-    assert SCRIPT_NAMES.index("security_step") == SCRIPT_NAMES.index("packages_step") + 1
+SCRIPT_TEMPLATES = frozenset(p.name for p in render.FILES.glob("*.sh.j2") if not p.name.startswith("_"))
+
+
+def _unchecked_templates(monkeypatch: pytest.MonkeyPatch, catalog) -> set[str]:
+    """The script templates none of whose renderings is a script of catalog() (what this module
+    checks as a file of its own: a script embedded in another one is not shellchecked)."""
+    rendered: dict[str, set[str]] = {}
+    original = render.render
+
+    def recording(template: str, **context: object) -> str:
+        text = original(template, **context)
+        rendered.setdefault(template, set()).add(text)
+        return text
+
+    with monkeypatch.context() as patch:
+        patch.setattr(render, "render", recording)
+        checked = set(catalog().values())
+    return {template for template in SCRIPT_TEMPLATES if not rendered.get(template, set()) & checked}
+
+
+def test_every_script_template_is_in_the_catalog(variant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every bash script render.py can produce is one of the scripts this module checks (bash -n,
+    shellcheck), so a new template cannot go unchecked."""
+    assert len(SCRIPT_TEMPLATES) >= 12
+    assert _unchecked_templates(monkeypatch, lambda: scripts(variant)) == set()
+    assert set(render.TEARDOWN_PARTS) == set(TEARDOWN_PARTS)
+
+
+def test_catalog_check_notices_a_missing_script(variant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control: a catalog without ci-command (which the app-user step still embeds) and without the
+    security step fails the check above, naming their templates."""
+
+    def partial() -> dict[str, str]:
+        return {name: text for name, text in scripts(variant).items() if name not in ("ci-command", "security_step")}
+
+    assert _unchecked_templates(monkeypatch, partial) == {"ci-command.sh.j2", "host-security.sh.j2"}

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from components import render
-from tests.render.catalog import heredocs, ocsp_snippet
+from tests.render.catalog import ocsp_snippet
 from tests.render.conftest import CI_PUBLIC_KEY, find_tool, make_settings
 from tests.render.sandbox import Sandbox, sandboxed
 
@@ -143,12 +143,11 @@ def test_nginx_site_lifecycle(variant, sandbox: Sandbox) -> None:
     ]  # fmt: skip
     files = sandbox.files()
     assert files[site] == https
-    (hook,) = [body for delimiter, body, _ in heredocs(render.certbot_step(s)) if delimiter == "HOOK"]
-    assert files[HOOK] == hook
     # The certbot stub leaves no cert.pem, so openssl finds no OCSP responder: no snippet.
     assert _ocsp_snippet(s) not in files
     assert sandbox.meta(HOOK) == ("0755", "root:root")
     assert len(_reloads(sandbox)) == 1
+    assert _renewal_hook_behaviour(sandbox) == RENEWAL_HOOK_BEHAVIOUR
 
     sandbox.clear_calls()
     sandbox.run(nginx_step)
@@ -159,6 +158,49 @@ def test_nginx_site_lifecycle(variant, sandbox: Sandbox) -> None:
     sandbox.run(render.teardown_step(s, "nginx"))
     assert site not in sandbox.files()
     assert sandbox.calls("nginx") == [["nginx", "-t", "-q"]] and len(_reloads(sandbox)) == 1
+
+
+# What certbot's deploy hook must do after a renewal: check nginx's configuration, and reload it
+# only if the check passed (else fail, so certbot reports it). (exit code, calls) per case.
+RENEWAL_HOOK_BEHAVIOUR = {
+    "accepted": (0, [["nginx", "-t", "-q"], ["systemctl", "reload", "nginx"]]),
+    "rejected": (1, [["nginx", "-t", "-q"]]),
+}
+
+
+def _renewal_hook_behaviour(sandbox: Sandbox) -> dict[str, tuple[int, list[list[str]]]]:
+    """Runs the installed hook as certbot would (executed, by its #! line) with nginx accepting,
+    then rejecting, the configuration; the sandbox's state is left as it was."""
+    found = {}
+    for case in ("accepted", "rejected"):
+        sandbox.clear_calls()
+        sandbox.reject_nginx_config(case == "rejected")
+        result = sandbox.run_installed(HOOK)
+        found[case] = (result.returncode, sandbox.calls())
+    sandbox.reject_nginx_config(False)
+    sandbox.clear_calls()
+    return found
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        "#!/bin/sh\nnginx -t -q; systemctl reload nginx\n",  # reloads an unchecked config
+        "#!/bin/sh\nsystemctl reload nginx\n",  # no check at all
+        "#!/bin/sh\nnginx -t -q || true\nsystemctl reload nginx\n",
+        "#!/bin/sh\nnginx -t -q && systemctl restart nginx\n",  # a restart drops connections
+        "#!/bin/sh\nnginx -t -q && systemctl reload nginx || true\n",  # certbot never hears of a failure
+    ],
+    ids=["no-and", "no-check", "check-ignored", "restart", "failure-hidden"],
+)
+def test_renewal_hook_check_rejects_a_wrong_hook(sandbox: Sandbox, hook: str) -> None:
+    """Control: a hook that reloads without a passing check, restarts, or hides a failure fails the
+    check the lifecycle test applies to the installed one."""
+    path = sandbox.root / HOOK.lstrip("/")
+    path.parent.mkdir(parents=True)
+    path.write_text(hook)
+    path.chmod(0o755)
+    assert _renewal_hook_behaviour(sandbox) != RENEWAL_HOOK_BEHAVIOUR
 
 
 def test_rejected_site_is_rolled_back(sandbox: Sandbox) -> None:
