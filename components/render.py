@@ -79,7 +79,23 @@ def deploy_sh(s: Settings) -> str:
 
 
 def ci_command_sh(s: Settings) -> str:
-    return render("ci-command.sh.j2", deploy_script=s.deploy_script)
+    return render(
+        "ci-command.sh.j2",
+        deploy_script=s.deploy_script,
+        redact=s.redact_script,
+        env_file=s.env_file,
+        secret_names=secret_names(s),
+    )
+
+
+def redact_py() -> str:
+    """Static: the env file and the names come as arguments."""
+    return (FILES / "redact.py").read_text()
+
+
+def secret_names(s: Settings) -> str:
+    """The .env names whose values a deploy's output must never show, for redact.py."""
+    return " ".join(["SECRET_KEY", *(name for name, _ in s.django_secret_env)])
 
 
 def release_check_py() -> str:
@@ -175,7 +191,14 @@ def env_step(s: Settings) -> str:
 
 def deploy_step(s: Settings) -> str:
     return render(
-        "host-deploy.sh.j2", **_paths(s), run_sh=run_sh(s), deploy_sh=deploy_sh(s), release_check_py=release_check_py()
+        "host-deploy.sh.j2",
+        **_paths(s),
+        run_sh=run_sh(s),
+        deploy_sh=deploy_sh(s),
+        release_check_py=release_check_py(),
+        redact=s.redact_script,
+        redact_py=redact_py(),
+        secret_names=secret_names(s),
     )
 
 

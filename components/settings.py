@@ -295,6 +295,10 @@ class Settings:
         return f"{self.bin_dir}/release_check.py"
 
     @property
+    def redact_script(self) -> str:
+        return f"{self.bin_dir}/redact.py"
+
+    @property
     def socket_path(self) -> str:
         # In the user's home, not /tmp: no other user can create or replace it there.
         return f"{self.home}/run/{self.app_name}.sock"

@@ -105,7 +105,7 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def test_up_serves_the_site_over_https(site: Site) -> None:
     assert site.first_up.changes.get("create", 0) > 20, site.first_up.changes
-    web.wait_for(IP, DOMAIN, "/", "<h1>blog</h1>", cafile=site.cafile)
+    web.wait_for(IP, DOMAIN, "/", "Hello from django-vps", cafile=site.cafile)  # migrate ran
     # requirements.txt was detected: pip made the venv, and no Node.js came without a package.json.
     assert site.server.run(f"test -x /home/{APP}/{APP}/current/.venv/bin/gunicorn").returncode == 0
     assert site.server.run("command -v npm").returncode != 0

@@ -1,0 +1,35 @@
+"""Copies stdin to stdout with the stack's secret values masked: a deploy runs the project's code,
+and Django's errors can quote a setting's value, while `pulumi up` shows a failed step's output and
+GitHub keeps the workflow's log. Installed by django-vps; run as the app user:
+
+    deploy.sh 2>&1 | python3 -I redact.py ENV_FILE NAME...
+
+Each NAME=VALUE line of ENV_FILE whose NAME is given, with a value of 6 characters or more, makes
+VALUE print as [secret NAME].
+"""
+
+import sys
+
+
+def main() -> None:
+    env_file, names = sys.argv[1], set(sys.argv[2:])
+    masks: dict[str, str] = {}
+    try:
+        with open(env_file, encoding="utf-8", errors="replace") as env:
+            for line in env:
+                name, sep, value = line.rstrip("\n").partition("=")
+                if sep and name in names and len(value) >= 6:
+                    masks[value] = f"[secret {name}]"
+    except OSError as error:
+        print(f"redact.py: {env_file}: {error.strerror}; secrets are not masked", file=sys.stderr)
+    longest_first = sorted(masks, key=len, reverse=True)
+    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    for line in stdin:
+        for value in longest_first:
+            line = line.replace(value, masks[value])
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
