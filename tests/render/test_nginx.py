@@ -290,12 +290,94 @@ def _prepare_app(root: NginxPrefix, echo_socket: Path) -> None:
     root.socket = echo_socket
 
 
-def test_static_comes_from_the_live_release_and_media_from_shared(variant: Settings) -> None:
-    for tls in (False, True):
-        site = render.nginx_site(variant, tls=tls)
-        assert f"    location /static/ {{\n        alias {variant.current_dir}/static/;\n    }}" in site
-        assert f"    location /media/ {{\n        alias {variant.shared_dir}/media/;\n    }}" in site
-        assert site.count(" alias ") == 2
+def _tls_context(root: NginxPrefix, alpn: list[str] | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(root.live / "fullchain.pem"))
+    context.check_hostname = False  # connecting to 127.0.0.1; the certificate names the domain
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+def _where_files_come_from(
+    nginx: str, s: Settings, site: str, *, tls: bool, root: NginxPrefix, echo_socket: Path
+) -> dict[str, str]:
+    """What the running site answers for a static and a media file, before and after a deploy
+    switches `current`, when every place they could wrongly come from holds a decoy of the same
+    name; and for paths that only look like them. Each answer: the file's content, or "app"
+    when the request reached the app."""
+    _prepare_app(root, echo_socket)
+    decoys = {
+        root.app_dir / "shared" / "static" / "x.css": "decoy: static in shared/\n",
+        root.app_dir / "static" / "x.css": "decoy: static beside the releases\n",
+        root.app_dir / "releases" / "r1" / "media" / "y.txt": "decoy: media inside a release\n",
+        root.app_dir / "current" / "y.txt": "decoy: the release's top level\n",
+    }
+    for path, text in decoys.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    ports = {80: free_port(), 443: free_port()} if tls else {80: free_port()}
+    port = ports[443 if tls else 80]
+    conf = root.install(site, tls=tls, ports=ports)
+    context = _tls_context(root) if tls else None
+
+    def fetch(path: str) -> str:
+        status, headers, body = _get(port, path, s.domain, context=context)
+        if headers.get("Content-Type") == "application/json":
+            return "app"
+        return body.decode() if status == 200 else str(status)
+
+    process = _start_nginx(nginx, root.prefix, conf, port)
+    try:
+        answers = {path: fetch(path) for path in ("/static/x.css", "/media/y.txt", "/staticfoo", "/mediafoo/y.txt")}
+        _release(root, "r2", "body { color: navy; }\n")
+        _switch(root, "r2")
+        answers["/static/x.css after the switch"] = fetch("/static/x.css")
+        answers["/media/y.txt after the switch"] = fetch("/media/y.txt")
+    finally:
+        stop_process(process)
+    return answers
+
+
+FILES_FROM = {
+    "/static/x.css": "body { color: teal; }\n",  # the live release's
+    "/media/y.txt": "uploaded by a user\n",  # shared/
+    "/staticfoo": "app",
+    "/mediafoo/y.txt": "app",
+    "/static/x.css after the switch": "body { color: navy; }\n",  # the new release's, no reload
+    "/media/y.txt after the switch": "uploaded by a user\n",
+}
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_static_comes_from_the_live_release_and_media_from_shared(
+    nginx: str, variant: Settings, tls: bool, tmp_path: Path, echo_app: Path
+) -> None:
+    root = NginxPrefix(tmp_path, variant)
+    site = render.nginx_site(variant, tls=tls)
+    assert _where_files_come_from(nginx, variant, site, tls=tls, root=root, echo_socket=echo_app) == FILES_FROM
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("/current/static/;", "/shared/static/;"),
+        ("/shared/media/;", "/current/media/;"),
+        ("alias {app_dir}/current/static/;", "alias {app_dir}/static/;"),
+        ("location /media/ {", "location /media {"),
+    ],
+    ids=["static-from-shared", "media-from-the-release", "static-outside-releases", "media-prefix-too-wide"],
+)
+def test_where_files_come_from_notices_a_wrong_location(
+    nginx: str, tmp_path: Path, echo_app: Path, old: str, new: str
+) -> None:
+    """Control: a site with one location or alias wrong answers differently."""
+    s = make_settings()
+    site = render.nginx_site(s, tls=False)
+    old, new = old.replace("{app_dir}", s.app_dir), new.replace("{app_dir}", s.app_dir)
+    assert site.count(old) == 1
+    root = NginxPrefix(tmp_path, s)
+    found = _where_files_come_from(nginx, s, site.replace(old, new), tls=False, root=root, echo_socket=echo_app)
+    assert found != FILES_FROM, found
 
 
 def test_http_site_serves_files_and_proxies_to_the_socket(
@@ -371,12 +453,66 @@ def test_https_site_redirects_and_serves_over_tls(nginx: str, short_tmp: Path, e
         stop_process(process)
 
 
-def test_debian_13_gets_the_http2_directive_of_its_nginx() -> None:
-    # nginx 1.25.1+ warns on `listen ... http2`; 1.22 (Debian 12) rejects `http2 on`.
-    debian_13 = render.nginx_site(make_settings(image="debian-13"), tls=True)
-    debian_12 = render.nginx_site(make_settings(), tls=True)
-    assert "http2 on;" in debian_13 and "ssl http2;" not in debian_13
-    assert "listen 443 ssl http2;" in debian_12 and "http2 on;" not in debian_12
+def _negotiated_protocol(nginx: str, s: Settings, site: str, tmp_path: Path, echo_socket: Path) -> str | None:
+    """The protocol a client offering h2 and http/1.1 gets from the running HTTPS site (ALPN)."""
+    root = NginxPrefix(tmp_path, s)
+    _prepare_app(root, echo_socket)
+    http_port, https_port = free_port(), free_port()
+    conf = root.install(site, tls=True, ports={80: http_port, 443: https_port})
+    process = _start_nginx(nginx, tmp_path, conf, https_port)
+    try:
+        context = _tls_context(root, alpn=["h2", "http/1.1"])
+        with (
+            socket.create_connection(("127.0.0.1", https_port), timeout=30) as raw,
+            context.wrap_socket(raw, server_hostname=s.domain) as tls,
+        ):
+            return tls.selected_alpn_protocol()
+    finally:
+        stop_process(process)
+
+
+def test_debian_12_site_speaks_http2(nginx: str, tmp_path: Path, echo_app: Path) -> None:
+    """Debian 12's nginx (1.22, installed here) takes HTTP/2 as a `listen` flag: the site it gets
+    negotiates h2."""
+    s = make_settings()
+    assert s.image == "debian-12"
+    assert _negotiated_protocol(nginx, s, render.nginx_site(s, tls=True), tmp_path, echo_app) == "h2"
+
+
+def test_without_http2_the_same_check_gets_http1(nginx: str, tmp_path: Path, echo_app: Path) -> None:
+    """Control: the Debian 12 site without the http2 flag answers the same client in HTTP/1.1."""
+    s = make_settings()
+    site = render.nginx_site(s, tls=True)
+    assert site.count(" ssl http2;") == 2
+    assert _negotiated_protocol(nginx, s, site.replace(" ssl http2;", " ssl;"), tmp_path, echo_app) == "http/1.1"
+
+
+def test_debian_13_site_turns_http2_on_with_the_directive_debian_12_lacks(
+    nginx: str, tmp_path: Path, echo_app: Path
+) -> None:
+    """nginx 1.25.1+ (Debian 13 has 1.26) deprecates the `listen ... http2` flag for `http2 on`,
+    which 1.22 does not know. Here only 1.22 runs (the e2e suite serves this site with Debian 13's
+    nginx over HTTP/2): it rejects the Debian 13 site at that directive and nowhere else, and without
+    it the site is valid but serves HTTP/1.1 only, so the directive is what turns HTTP/2 on."""
+    s = make_settings(image="debian-13")
+    site = render.nginx_site(s, tls=True)
+    root = NginxPrefix(tmp_path / "as-rendered", s)
+    result = _nginx_test(nginx, root.prefix, root.install(site, tls=True))
+    assert result.returncode != 0
+    assert [line for line in result.stderr.splitlines() if "[emerg]" in line] == [
+        f'nginx: [emerg] unknown directive "http2" in {root.prefix}/site.conf:{_line_of(site, "    http2 on;")}'
+    ], result.stderr
+    without = site.replace("    http2 on;\n", "")
+    assert without.count("\n") == site.count("\n") - 1
+    root = NginxPrefix(tmp_path / "without", s)
+    result = _nginx_test(nginx, root.prefix, root.install(without, tls=True))
+    assert result.returncode == 0 and "[warn]" not in result.stderr, result.stderr
+    assert _negotiated_protocol(nginx, s, without, tmp_path / "served", echo_app) == "http/1.1"
+
+
+def _line_of(text: str, line: str) -> int:
+    (number,) = [n for n, found in enumerate(text.splitlines(), 1) if found == line]
+    return number
 
 
 # --- security headers, server tokens, HSTS, OCSP stapling ----------------------------------------
