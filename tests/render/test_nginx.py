@@ -240,7 +240,7 @@ def _start_nginx(nginx: str, prefix: Path, conf: Path, port: int) -> subprocess.
         with socket.socket() as probe:
             return probe.connect_ex(("127.0.0.1", port)) == 0
 
-    wait_for(listening, timeout=10, what="nginx to listen")
+    wait_for(listening, timeout=60, what="nginx to listen")
     return process
 
 

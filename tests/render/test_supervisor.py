@@ -19,8 +19,10 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from signal import SIGINT
 
 import pytest
 
@@ -41,7 +43,7 @@ Ctl = Callable[..., subprocess.CompletedProcess]
 
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=15)
+        super().__init__("localhost", timeout=60)
         self.socket_path = str(path)
 
     def connect(self) -> None:
@@ -177,17 +179,111 @@ files = {conf_d}/*.conf
         return conf
 
 
-def test_run_sh_starts_gunicorn_through_current(variant: Settings) -> None:
-    """Both the interpreter and gunicorn's --chdir go through the `current` link, unresolved, so
-    that a HUP after a switch re-enters the new release; supervisor starts in it too."""
+# A release's interpreter that records how run.sh started it, and which release it belongs to.
+STUB_PYTHON = """#!/bin/bash
+printf '%s\\n' "$0" {release} "$PWD" "$VIRTUAL_ENV" "${{PATH%%:*}}" "$@" >"{record}"
+"""
+
+
+def _run_sh_starts(s: Settings, run_sh: str, root: Path) -> list[list[str]]:
+    """Runs run.sh (its home moved under root) in a layout of two releases whose .venv/bin/python
+    record how they were started: once with `current` on r1, once after switching it to r2, as a
+    restart or a HUP after a deploy starts it again. What each start recorded: the interpreter's
+    path as run.sh called it, the release, the working directory, VIRTUAL_ENV, PATH's first entry,
+    the arguments."""
+    host = Host(root, s)
+    record = root / "started"
+    for release in ("r1", "r2"):
+        python = host.path(f"{s.app_dir}/releases/{release}/.venv/bin/python")
+        python.parent.mkdir(parents=True)
+        python.write_text(STUB_PYTHON.format(release=release, record=record))
+        python.chmod(0o755)
+    script = host.path(s.run_script)
+    script.parent.mkdir(parents=True)
+    script.write_text(relocate(run_sh, {s.home: host.paths[s.home]}))
+    script.chmod(0o755)
+    starts = []
+    for release in ("r1", "r2"):
+        host.switch(release)
+        subprocess.run([str(script)], env={"PATH": "/usr/bin:/bin"}, check=True, timeout=60)
+        starts.append(record.read_text().splitlines())
+    return starts
+
+
+def _expected_starts(s: Settings, root: Path) -> list[list[str]]:
+    current = f"{root}{s.current_dir}"
+    workers = s.gunicorn_workers or 2 * len(os.sched_getaffinity(0)) + 1
+    arguments = ["-P", "-m", "gunicorn", "--chdir", current, "--bind", f"unix:{root}{s.socket_path}"]
+    arguments += ["--umask", "007", "--workers", str(workers), "--access-logfile", "-", "--error-logfile", "-"]
+    python, venv = f"{current}/.venv/bin/python", f"{current}/.venv"
+    return [[python, release, current, venv, f"{venv}/bin", *arguments, s.wsgi_application] for release in ("r1", "r2")]
+
+
+def test_run_sh_starts_gunicorn_through_current(variant: Settings, tmp_path: Path) -> None:
+    """The interpreter and gunicorn's --chdir are the `current` link's paths, unresolved, so that a
+    start after a switch (and a HUP, which re-enters --chdir) runs the new release."""
+    assert _run_sh_starts(variant, render.run_sh(variant), tmp_path) == _expected_starts(variant, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('exec "$current/.venv/bin/python"', 'exec "$(readlink -f "$current")/.venv/bin/python"'),
+        ('--chdir "$current"', '--chdir "$(pwd -P)"'),
+        ('cd "$current"\n', 'cd -P "$current"\n'),
+        ("    --umask 007 \\\n", ""),
+    ],
+    ids=["resolved-interpreter", "resolved-chdir", "resolved-working-directory", "no-umask"],
+)
+def test_run_sh_check_notices_a_resolved_path(tmp_path: Path, old: str, new: str) -> None:
+    """Control: a run.sh that resolves the link (or drops an argument) fails the check above."""
+    s = make_settings()
+    text = render.run_sh(s)
+    assert text.count(old) == 1
+    assert _run_sh_starts(s, text.replace(old, new), tmp_path) != _expected_starts(s, tmp_path)
+
+
+def _program(s: Settings, text: str) -> tuple[str, object]:
+    """The program as supervisor itself reads it: (name, its process config). supervisor resolves
+    `user =` and checks the log directories when it reads the file: the user running the tests,
+    and /var/log/supervisor/ moved to a temporary directory (given back as /var/log/supervisor/)."""
+    from supervisor.options import ServerOptions
+
+    with tempfile.TemporaryDirectory() as directory:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        here = {f"user = {s.user}\n": f"user = {user}\n", "/var/log/supervisor/": f"{directory}/"}
+        program = Path(directory) / "program.conf"
+        program.write_text(relocate(text, here))
+        conf = Path(directory) / "supervisord.conf"
+        conf.write_text(
+            f"[supervisord]\nlogfile = {directory}/log\npidfile = {directory}/pid\n[include]\nfiles = {program}\n"
+        )
+        options = ServerOptions()
+        options.configfile = str(conf)
+        options.process_config(do_usage=False)
+        (group,) = options.process_group_configs
+        (process,) = group.process_configs
+        for name in ("stdout_logfile", "stderr_logfile"):
+            setattr(process, name, getattr(process, name).replace(f"{directory}/", "/var/log/supervisor/"))
+    return group.name, process
+
+
+def test_supervisor_runs_run_sh_in_current(variant: Settings) -> None:
     s = variant
-    lines = render.run_sh(s).splitlines()
-    assert f"current={s.current_dir}" in lines
-    start = lines.index('exec "$current/.venv/bin/python" -P -m gunicorn \\')
-    assert lines[start + 1] == '    --chdir "$current" \\'
-    assert f"    --bind unix:{s.socket_path} \\" in lines[start:]
-    assert lines[-1] == f"    {s.wsgi_application}"
-    assert f"directory = {s.current_dir}\n" in render.supervisor_program(s)
+    name, process = _program(s, render.supervisor_program(s))
+    assert (name, process.command, process.directory) == (s.app_name, s.run_script, s.current_dir)
+    assert process.environment == {"HOME": s.home, "USER": s.user}
+    logs = (process.stdout_logfile, process.stderr_logfile)
+    assert logs == (f"/var/log/supervisor/{s.app_name}.out.log", f"/var/log/supervisor/{s.app_name}.err.log")
+    assert (process.stopsignal, process.killasgroup, process.stopasgroup) == (SIGINT, True, True)
+
+
+def test_supervisor_program_check_notices_a_resolved_directory() -> None:
+    """Control: the same check on a program whose directory is a release, not the link."""
+    s = make_settings()
+    text = render.supervisor_program(s)
+    _, process = _program(s, text.replace(f"directory = {s.current_dir}\n", f"directory = {s.app_dir}/releases/r1\n"))
+    assert process.directory != s.current_dir
 
 
 def test_python_started_through_current_imports_through_current(tmp_path: Path) -> None:
@@ -263,7 +359,7 @@ def _running(supervisord: str, supervisorctl: str, short_tmp: Path) -> Iterator[
             status = ctl("status", s.app_name).stdout
             return status if "RUNNING" in status or "FATAL" in status else None
 
-        status = wait_for(settled, timeout=30, what=f"{s.app_name} RUNNING or FATAL")
+        status = wait_for(settled, timeout=60, what=f"{s.app_name} RUNNING or FATAL")
         if "RUNNING" not in status:
             err_log = host.path(f"/var/log/supervisor/{s.app_name}.err.log")
             log = err_log.read_text()[-3000:] if err_log.exists() else "(no log)"
@@ -294,14 +390,14 @@ def test_program_runs_serves_and_reloads(running) -> None:
     assert info.st_uid == os.getuid()
 
     master = int(ctl("pid", s.app_name).stdout)
-    workers = wait_for(lambda: len(children(master)) == 2 and children(master), timeout=15, what="2 workers")
+    workers = wait_for(lambda: len(children(master)) == 2 and children(master), timeout=60, what="2 workers")
 
     signal = ctl("signal", "HUP", s.app_name)
     assert signal.returncode == 0 and "signalled" in signal.stdout
     # gunicorn starts new workers and retires the old ones; the master and the socket stay.
     wait_for(
         lambda: (new := children(master)) and not (new & workers) and len(new) == 2,
-        timeout=20,
+        timeout=60,
         what="the HUP to replace both workers",
     )
     assert int(ctl("pid", s.app_name).stdout) == master
@@ -313,7 +409,7 @@ def test_program_runs_serves_and_reloads(running) -> None:
     assert f"Listening at: unix:{socket_path}" in err_log
     assert "Handling signal: hup" in err_log
     out_log = host.path(f"/var/log/supervisor/{s.app_name}.out.log")
-    wait_for(lambda: '"GET / HTTP/1.1" 200' in out_log.read_text(), timeout=5, what="the access log line")
+    wait_for(lambda: '"GET / HTTP/1.1" 200' in out_log.read_text(), timeout=30, what="the access log line")
 
 
 def test_django_errors_reach_the_log_file(running) -> None:
@@ -321,7 +417,7 @@ def test_django_errors_reach_the_log_file(running) -> None:
     s, host, _ = running
     assert get(host.path(s.socket_path), "/boom/", s.domain)[0] == 500
     log = Path(s.logs.directory) / s.logs.filename
-    wait_for(lambda: log.exists() and "django-vps boom" in log.read_text(), timeout=5, what=f"the error in {log}")
+    wait_for(lambda: log.exists() and "django-vps boom" in log.read_text(), timeout=30, what=f"the error in {log}")
     assert log.read_text().startswith("ERROR ")
 
 
@@ -341,7 +437,7 @@ def test_hup_after_switching_current_serves_the_new_release(running) -> None:
     host.release("r2", r2_heading)
 
     for name, heading, other in (("r2", r2_heading, HEADING), ("r1", HEADING, r2_heading)):
-        workers = wait_for(lambda: len(children(master)) == 2 and children(master), timeout=15, what="2 workers")
+        workers = wait_for(lambda: len(children(master)) == 2 and children(master), timeout=60, what="2 workers")
         host.switch(name)
         assert os.readlink(host.path(s.current_dir)) == f"releases/{name}"
         # (Not checked before the HUP: Django imports views on a worker's first request, and a
@@ -350,13 +446,13 @@ def test_hup_after_switching_current_serves_the_new_release(running) -> None:
         assert signal.returncode == 0 and "signalled" in signal.stdout
         wait_for(
             lambda heading=heading: heading in get(socket_path, "/", s.domain)[1],
-            timeout=10,
+            timeout=60,
             interval=0.2,
             what=f"the page to show {name}'s heading {heading!r} after the HUP",
         )
         wait_for(
             lambda workers=workers: (new := children(master)) and not (new & workers) and len(new) == 2,
-            timeout=20,
+            timeout=60,
             what="the HUP to replace both workers",
         )
         # Once the old workers are gone, every answer comes from the new release, with the data
