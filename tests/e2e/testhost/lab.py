@@ -25,6 +25,7 @@ from .common import (
     wait_until,
 )
 from .forge import Forge
+from .hetzner_api import HetznerAPI, LabMachines
 from .hosttools import apt_hosts, ensure_host_tools
 from .image import build_image, mounts_under, remove_tree
 from .network import create_bridge, delete_netns, own_links, own_netns
@@ -210,6 +211,12 @@ class Lab:
         if self._forge is None:
             self._forge = Forge(self.run_dir, ip)
         return self._forge
+
+    def hetzner_api(self, images: dict[str, Path] | None = None) -> HetznerAPI:
+        """A started stand-in for the Hetzner Cloud API (its `url` is `hcloud:endpoint`): its servers
+        boot here from `images` (name -> image; debian-12/13 by default) with the request's user_data,
+        its A records go into this lab's DNS. Stop it when done; teardown removes its servers."""
+        return HetznerAPI(machines=LabMachines(self, images)).start()
 
     # --- DNS and ACME ------------------------------------------------------------------------
 
