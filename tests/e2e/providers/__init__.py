@@ -49,6 +49,8 @@ class Resource:
     token: ClassVar[str]
     replace_on: ClassVar[frozenset[str]] = frozenset()
     """Input keys whose change replaces the resource (ForceNew / replaceOnChanges in the real one)."""
+    delete_before_replace: ClassVar[bool] = False
+    """A replacement deletes the old resource first (a bridged provider's DeleteBeforeReplace)."""
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
@@ -66,8 +68,8 @@ class Resource:
     def delete(self, id_: str, outputs: dict[str, Any]) -> None:
         return None
 
-    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any]:
-        """What `pulumi refresh` finds; by default the resource is as recorded."""
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
+        """What `pulumi refresh` finds; by default the resource is as recorded. None: it is gone."""
         return outputs
 
 
@@ -78,6 +80,10 @@ class Provider:
         self.config: dict[str, Any] = {}
         self.resources = {cls.token: cls(self) for cls in resources}
         self.lock = threading.Lock()
+
+    def configure(self, config: dict[str, Any]) -> None:
+        """The provider's configuration from the engine; a provider that checks it overrides this."""
+        self.config = config
 
     def resource(self, urn: str) -> Resource:
         token = urn.split("::")[2].split("$")[-1]
@@ -158,7 +164,7 @@ class _Servicer(provider_pb2_grpc.ResourceProviderServicer):
         # Older engines send `variables` ("pkg:config:key" -> JSON or plain text).
         for key, raw in request.variables.items():
             config.setdefault(key.rsplit(":", 1)[-1], raw)
-        self.p.config = config
+        self.p.configure(config)
         # The engine then sends plain values and marks as secret the outputs whose inputs were.
         return proto.ConfigureResponse(acceptSecrets=False, supportsPreview=True)
 
@@ -178,6 +184,7 @@ class _Servicer(provider_pb2_grpc.ResourceProviderServicer):
             changes=proto.DiffResponse.DIFF_SOME if changed else proto.DiffResponse.DIFF_NONE,
             replaces=replaces,
             diffs=changed,
+            deleteBeforeReplace=bool(replaces) and resource.delete_before_replace,
         )
 
     @_guarded
@@ -197,6 +204,8 @@ class _Servicer(provider_pb2_grpc.ResourceProviderServicer):
     def Read(self, request: Any, context: Any) -> Any:
         recorded = to_dict(request.properties)
         outputs = self.p.resource(request.urn).read(request.id, recorded)
+        if outputs is None:  # an empty id: the engine drops the resource from the state
+            return proto.ReadResponse()
         inputs = request.inputs if request.HasField("inputs") else None
         return proto.ReadResponse(id=request.id, properties=to_struct(outputs), inputs=inputs)
 
