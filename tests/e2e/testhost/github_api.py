@@ -531,9 +531,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         status, body = self._answer(split.path, raw)
+        data = b"" if body is None else json.dumps(body).encode()
+        etag = f'W/"{hashlib.sha256(data).hexdigest()}"'
+        if status == 200 and self.command == "GET" and self.headers.get("If-None-Match") == etag:
+            status, data = 304, b""  # GitHub's conditional requests
         with self.model.lock:
             self.model.requests.append((self.command, split.path, status))
-        self._send(status, body)
+        self._send(status, data, etag)
 
     def _route(self, path: str) -> tuple[str, re.Match[str]] | None:
         for method, pattern, name in self.ROUTES:
@@ -564,13 +568,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.model.server_errors.append(f"{self.command} {self.path}: {error!r}")
             return 500, {"message": "Server Error", "documentation_url": DOCS, "status": "500"}
 
-    def _send(self, status: int, body: Any) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        etag = f'W/"{hashlib.sha256(data).hexdigest()}"'
-        if status == 200 and self.command == "GET" and self.headers.get("If-None-Match") == etag:
-            status, data = 304, b""  # GitHub's conditional requests
+    def version_string(self) -> str:
+        return "GitHub.com"
+
+    def _send(self, status: int, data: bytes, etag: str) -> None:
         self.send_response(status)
-        self.send_header("Server", "GitHub.com")
         if data:
             self.send_header("Content-Type", "application/json; charset=utf-8")
         if self.command == "GET" and status in (200, 304):
