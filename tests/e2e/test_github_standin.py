@@ -1,0 +1,272 @@
+"""The GitHub side through the real engine: the real Pulumi CLI runs a small pulumi_github program
+(an explicit provider, as components/github.py makes one) through the stand-in plugin
+(tests/e2e/providers/github.py) against the GitHub API stand-in (tests/e2e/testhost/github_api.py).
+
+Checked through the stand-in's own state: the deploy key is read-only, the Actions secrets open to
+the plaintexts a workflow would get, the workflow file holds the content; the state keeps neither
+the secrets nor the token in the clear; a second up changes nothing; a new secret value is an update;
+a new title replaces the key, deleting the old one first; a wrong token fails with GitHub's 401; a
+key deleted behind Pulumi's back is drift for refresh; destroy leaves nothing. Every request the
+provider made is one the stand-in knows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_github as github
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.providers import install
+from tests.e2e.testhost.github_api import DOCS, DeployKeyEvent, GitHubAPI, GitHubModel
+from tests.support.keys import new_ed25519
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+OWNER = "sdelquin"
+REPO = "blog"
+WORKFLOW_PATH = ".github/workflows/deploy.yml"
+WORKFLOW = "name: Deploy\non:\n  push:\n    branches: [main]\njobs: {}\n"
+
+
+@cache
+def tools_bin() -> Path:
+    built = subprocess.run([ROOT / "tests/tools/build"], check=True, text=True, stdout=subprocess.PIPE)
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Desired:
+    """What the program declares; tests edit it between runs."""
+
+    base_url: str
+    token: str
+    key: str = field(default_factory=lambda: new_ed25519().public)
+    title: str = "django-vps blog.example (read-only clone)"
+    secrets: dict[str, str] = field(
+        default_factory=lambda: {
+            "PRODUCTION_SSH_HOST": f"host-{secrets.token_hex(8)}",
+            "PRODUCTION_SSH_KEY": f"key-{secrets.token_hex(16)}",
+        }
+    )
+    workflow: str = WORKFLOW
+
+
+def program(desired: Desired) -> Callable[[], None]:
+    def run() -> None:
+        provider = github.Provider(
+            "github",
+            base_url=desired.base_url,
+            owner=OWNER,
+            token=pulumi.Output.secret(desired.token),
+            write_delay_ms=1,  # upstream's default is 1000 between writes; nothing to spare here
+        )
+        on_github = pulumi.ResourceOptions(provider=provider)
+        github.RepositoryDeployKey(
+            "deploy-key", repository=REPO, title=desired.title, key=desired.key, read_only=True, opts=on_github
+        )
+        for name, value in desired.secrets.items():
+            github.ActionsSecret(
+                name.lower(), repository=REPO, secret_name=name, value=pulumi.Output.secret(value), opts=on_github
+            )
+        github.RepositoryFile(
+            "workflow",
+            repository=REPO,
+            branch="main",
+            file=WORKFLOW_PATH,
+            content=desired.workflow,
+            commit_message="Deploy with django-vps on push",
+            overwrite_on_create=True,
+            opts=on_github,
+        )
+
+    return run
+
+
+@dataclass
+class Run:
+    changes: dict[str, int]
+    ops: dict[str, list[str]]
+    """Resource name -> the engine's steps on it, in order."""
+
+
+class Stack:
+    def __init__(self, directory: Path, desired: Desired, name: str = "test") -> None:
+        home, state = directory / "home", directory / "state"
+        for path in (home, state):
+            path.mkdir(parents=True, exist_ok=True)
+        install(home)
+        self.env = {
+            "PULUMI_BACKEND_URL": f"file://{state}",
+            "PULUMI_CONFIG_PASSPHRASE": "test passphrase",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_HOME": str(home),
+            "PATH": f"{tools_bin()}:{ROOT / '.venv/bin'}:{os.environ['PATH']}",
+        }
+        self.directory = directory
+        self.stack = auto.create_or_select_stack(
+            name,
+            "github-standin",
+            program(desired),
+            opts=auto.LocalWorkspaceOptions(
+                work_dir=str(directory),
+                pulumi_home=str(home),
+                env_vars=self.env,
+                pulumi_command=auto.PulumiCommand(str(tools_bin().parent), skip_version_check=True),
+            ),
+        )
+
+    def _run(self, operation: Callable[..., Any]) -> Run:
+        ops: dict[str, list[str]] = {}
+
+        def on_event(event: auto.events.EngineEvent) -> None:
+            step = event.resource_pre_event
+            if step is not None and step.metadata is not None:
+                ops.setdefault(step.metadata.urn.rsplit("::", 1)[-1], []).append(step.metadata.op.value)
+
+        result = operation(on_output=print, on_event=on_event, color="never")
+        return Run(dict(result.summary.resource_changes or {}), ops)
+
+    def up(self) -> Run:
+        return self._run(self.stack.up)
+
+    def refresh(self) -> Run:
+        return self._run(self.stack.refresh)
+
+    def destroy(self) -> Run:
+        return self._run(self.stack.destroy)
+
+    def export_text(self) -> str:
+        """`pulumi stack export`, plain (no --show-secrets), as the CLI prints it."""
+        export = subprocess.run(
+            [tools_bin() / "pulumi", "stack", "export", "--stack", self.stack.name, "--non-interactive"],
+            cwd=self.directory,
+            env={**os.environ, **self.env},
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+        return export.stdout
+
+
+@dataclass
+class GitHub:
+    model: GitHubModel
+    api: GitHubAPI
+    events: list[DeployKeyEvent]
+    """What the deploy key hook was told, in order."""
+
+
+@pytest.fixture
+def gh(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHub]:
+    """The stand-in with one repository, served for one test; at the end, every request it got
+    must have been one it serves."""
+    for name in ("GITHUB_TOKEN", "GITHUB_OWNER", "GITHUB_BASE_URL", "GITHUB_ORGANIZATION", "GITHUB_LEGACY_CLIENT"):
+        monkeypatch.delenv(name, raising=False)  # upstream reads them; GITHUB_OWNER even beats `owner`
+    events: list[DeployKeyEvent] = []
+    model = GitHubModel(OWNER, f"ghp_{secrets.token_hex(18)}", on_deploy_key=events.append)
+    model.create_repository(REPO)
+    with GitHubAPI(model) as api:
+        yield GitHub(model, api, events)
+    assert model.unknown_requests == [], "requests the stand-in does not serve"
+    assert model.server_errors == []
+
+
+def test_lifecycle(tmp_path: Path, gh: GitHub) -> None:
+    model, events = gh.model, gh.events
+    desired = Desired(gh.api.url, model.token)
+    stack = Stack(tmp_path, desired)
+
+    first = stack.up()
+    assert first.changes == {"create": 6}  # stack, provider, key, two secrets, file
+    (key,) = model.deploy_keys(REPO)
+    assert key.read_only and key.title == desired.title and key.key == desired.key
+    assert events == [DeployKeyEvent(True, REPO, desired.key, desired.title, True)]
+    for name, value in desired.secrets.items():
+        assert model.secret_plaintext(REPO, name) == value
+    assert model.file_text(REPO, WORKFLOW_PATH) == WORKFLOW
+    assert [m for m, _, s in model.requests if m != "GET"] == ["POST", "PUT", "PUT", "PUT"]
+
+    exported = stack.export_text()
+    assert json.loads(exported)["deployment"]["resources"]
+    for plaintext in [*desired.secrets.values(), model.token]:
+        assert plaintext not in exported
+
+    second = stack.up()
+    assert second.changes == {"same": 6}
+
+    desired.secrets["PRODUCTION_SSH_KEY"] = f"key-{secrets.token_hex(16)}"
+    changed = stack.up()
+    assert changed.changes == {"same": 5, "update": 1}
+    assert changed.ops["production_ssh_key"] == ["update"]
+    assert model.secret_plaintext(REPO, "PRODUCTION_SSH_KEY") == desired.secrets["PRODUCTION_SSH_KEY"]
+    assert model.secret_names(REPO) == sorted(desired.secrets)
+
+    # A new title replaces the key; GitHub takes a key once, so the old one must go first.
+    desired.title = "django-vps www.blog.example (read-only clone)"
+    retitled = stack.up()
+    assert retitled.changes == {"same": 5, "replace": 1}
+    assert retitled.ops["deploy-key"] == ["delete-replaced", "replace", "create-replacement"]
+    (key,) = model.deploy_keys(REPO)
+    assert key.title == desired.title
+    assert [e.added for e in events] == [True, False, True]
+
+    model.remove_deploy_key(REPO, key.id)  # behind Pulumi's back
+    drift = stack.refresh()
+    assert drift.changes.get("delete") == 1, drift.changes
+    healed = stack.up()
+    assert healed.changes == {"same": 5, "create": 1}
+    assert len(model.deploy_keys(REPO)) == 1
+
+    gone = stack.destroy()
+    assert gone.changes == {"delete": 6}
+    assert model.managed(REPO) == {"keys": [], "secrets": [], "files": []}
+    assert model.file_text(REPO, WORKFLOW_PATH) is None
+    assert events[-1].added is False
+
+
+def test_wrong_token(tmp_path: Path, gh: GitHub) -> None:
+    stack = Stack(tmp_path, Desired(gh.api.url, "ghp_wrong"))
+    with pytest.raises(auto.errors.CommandError) as failed:
+        stack.up()
+    assert "401 Bad credentials" in str(failed.value)
+    assert gh.model.managed(REPO) == {"keys": [], "secrets": [], "files": []}
+    assert {status for _, _, status in gh.model.requests} == {401}
+    assert gh.events == []
+
+
+def _call(url: str, method: str = "GET", token: str | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    request = urllib.request.Request(url, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_standin_answers_like_github(gh: GitHub) -> None:
+    """Without the engine: GitHub's 401s, and an endpoint it does not serve is a recorded 404."""
+    repo = f"{gh.api.url}api/v3/repos/{OWNER}/{REPO}"
+    assert _call(repo, token=gh.model.token)[0] == 200
+    assert _call(repo)[:2] == (401, {"message": "Requires authentication", "documentation_url": DOCS, "status": "401"})
+    assert _call(repo, token="nope")[1]["message"] == "Bad credentials"
+    assert _call(f"{gh.api.url}api/v3/orgs/{OWNER}", token=gh.model.token)[1]["message"] == "Not Found"  # a user
+    status, body = _call(f"{repo}/hooks", method="POST", token=gh.model.token)
+    assert (status, body["message"]) == (404, "Not Found")
+    assert gh.model.unknown_requests == [f"POST /api/v3/repos/{OWNER}/{REPO}/hooks"]
+    gh.model.unknown_requests.clear()  # seen: the fixture checks the list is empty otherwise
