@@ -5,6 +5,7 @@ forced command run by real bash against a stub deploy.sh."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -207,13 +208,6 @@ def test_host_firewall_off_removes_the_unit(sandbox: Sandbox) -> None:
     assert not [call for call in _systemctl(sandbox) if call[0] in RELOADS]
 
 
-def test_the_firewall_unit_stops_by_deleting_only_its_own_table() -> None:
-    unit = _unit(make_settings())
-    assert "ExecStart=/usr/sbin/nft -f /etc/django-vps/firewall.nft\n" in unit
-    assert "ExecStop=/usr/sbin/nft delete table inet django_vps\n" in unit
-    assert "flush ruleset" not in unit and "flush ruleset" not in _rules(make_settings())
-
-
 def test_rules_nft_rejects_are_never_applied(sandbox: Sandbox) -> None:
     s = make_settings()
     sandbox.reject_nft_rules()
@@ -301,17 +295,6 @@ def _nft() -> list[str]:
     return [unshare, "-n", nft]
 
 
-def _in_fresh_netns(nft: list[str], script: str) -> subprocess.CompletedProcess:
-    """Runs `nft` commands in a new, empty network namespace: the machine's ruleset is never seen."""
-    unshare, flag, nft_path = nft
-    return subprocess.run(
-        [unshare, flag, "bash", "-c", script.replace("NFT ", f"{nft_path} ")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 def test_firewall_rules_pass_nft_check(tmp_path: Path) -> None:
     nft = _nft()
     rules = tmp_path / "firewall.nft"
@@ -324,25 +307,82 @@ def test_firewall_rules_pass_nft_check(tmp_path: Path) -> None:
     assert subprocess.run([*nft, "-c", "-f", str(broken)], capture_output=True, check=False).returncode != 0
 
 
-def test_firewall_rules_apply_twice_and_stop_cleanly(tmp_path: Path) -> None:
-    """In a fresh network namespace: applying the file again replaces the table (no duplicate
-    rules, no error on the existing table), and the unit's ExecStop removes it, nothing else."""
-    nft = _nft()
-    rules = tmp_path / "firewall.nft"
-    rules.write_text(_rules(make_settings()))
-    result = _in_fresh_netns(
-        nft,
-        f"set -e; NFT add table inet other; NFT -f {rules}; NFT -f {rules}; NFT list ruleset; echo ---; "
-        "NFT delete table inet django_vps; NFT list ruleset",
+def _unit_commands(unit: str) -> dict[str, list[str]]:
+    """The unit's ExecStart and ExecStop, split into arguments as systemd does (no shell)."""
+    service = unit.split("\n[Service]\n", 1)[1].split("\n[", 1)[0]
+    commands = {}
+    for line in service.splitlines():
+        key, _, value = line.partition("=")
+        if key in ("ExecStart", "ExecStop"):
+            assert key not in commands, f"two {key} lines"
+            commands[key] = shlex.split(value)
+    return commands
+
+
+def _firewall_unit_lifecycle(nft: list[str], unit: str, rules: str, tmp_path: Path) -> dict[str, str]:
+    """In a fresh network namespace that already has a table of someone else's: the unit's
+    ExecStart twice (a restart), then its ExecStop, each exactly as the unit runs it (only the
+    rules file's path moved). The ruleset after each, and whether each command succeeded."""
+    unshare, flag, nft_path = nft
+    path = tmp_path / "firewall.nft"
+    path.write_text(rules)
+    commands = _unit_commands(unit)
+    for argv in commands.values():
+        assert argv[0] == "/usr/sbin/nft" and os.access(argv[0], os.X_OK), f"{argv[0]} is not nftables' nft"
+    start, stop = ([str(path) if arg == RULES else arg for arg in commands[key]] for key in ("ExecStart", "ExecStop"))
+    script = (
+        f"{nft_path} add table inet other; {nft_path} add chain inet other keep; "
+        f"{shlex.join(start)} && {shlex.join(start)} && echo started; {nft_path} list ruleset; echo ---; "
+        f"{shlex.join(stop)} && echo stopped; {nft_path} list ruleset"
     )
+    result = subprocess.run([unshare, flag, "bash", "-c", script], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    applied, stopped = result.stdout.split("---\n")
-    assert applied.count("table inet django_vps {") == 1
-    assert applied.count("tcp dport { 22, 80, 443 } accept") == 1
-    assert "type filter hook input priority filter; policy drop;" in applied
-    assert "ct state established,related accept" in applied
-    assert "table inet other" in applied and "table inet other" in stopped, "other tables are left alone"
-    assert "django_vps" not in stopped
+    started, stopped = result.stdout.split("---\n")
+    return {"started": started, "stopped": stopped}
+
+
+OTHER_TABLE = "table inet other {\n\tchain keep {\n\t}\n}\n"
+
+
+def _assert_starts_and_stops_only_its_own_table(found: dict[str, str]) -> None:
+    started, stopped = found["started"], found["stopped"]
+    assert started.startswith("started\n"), started
+    assert started.count("table inet django_vps {") == 1
+    assert started.count("tcp dport { 22, 80, 443 } accept") == 1, "rules applied twice"
+    assert "type filter hook input priority filter; policy drop;" in started
+    assert "ct state established,related accept" in started
+    assert OTHER_TABLE in started, "another table is left alone"
+    assert stopped == "stopped\n" + OTHER_TABLE
+
+
+def test_firewall_unit_starts_and_stops_only_its_own_table(tmp_path: Path) -> None:
+    """Starting (again) replaces the table atomically, no duplicate rules and no error on the
+    existing table; stopping removes it and nothing else (the machine's other tables stay)."""
+    s = make_settings()
+    _assert_starts_and_stops_only_its_own_table(_firewall_unit_lifecycle(_nft(), _unit(s), _rules(s), tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("part", "old", "new"),
+    [
+        ("unit", "ExecStop=/usr/sbin/nft delete table inet django_vps", "ExecStop=/usr/sbin/nft flush ruleset"),
+        ("rules", "table inet django_vps\ndelete table inet django_vps\n", "flush ruleset\n"),
+        ("rules", "table inet django_vps\ndelete table inet django_vps\n", ""),
+    ],
+    ids=["stop-flushes-everything", "start-flushes-everything", "start-not-repeatable"],
+)
+def test_firewall_unit_check_notices_a_unit_that_touches_other_tables(
+    tmp_path: Path, part: str, old: str, new: str
+) -> None:
+    """Control: a unit or rules file that flushes the whole ruleset, or adds its rules again on a
+    restart, fails the check above."""
+    s = make_settings()
+    texts = {"unit": _unit(s), "rules": _rules(s)}
+    assert texts[part].count(old) == 1
+    texts[part] = texts[part].replace(old, new)
+    found = _firewall_unit_lifecycle(_nft(), texts["unit"], texts["rules"], tmp_path)
+    with pytest.raises(AssertionError):
+        _assert_starts_and_stops_only_its_own_table(found)
 
 
 def test_firewall_unit_orders_before_the_network_without_a_boot_cycle(tmp_path: Path) -> None:
