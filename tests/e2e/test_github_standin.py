@@ -30,6 +30,7 @@ import pytest
 from pulumi import automation as auto
 
 from tests.e2e.providers import install
+from tests.e2e.testhost import Lab
 from tests.e2e.testhost.github_api import DOCS, DeployKeyEvent, GitHubAPI, GitHubModel
 from tests.support.keys import new_ed25519
 
@@ -249,9 +250,12 @@ def test_wrong_token(tmp_path: Path, gh: GitHub) -> None:
     assert gh.events == []
 
 
-def _call(url: str, method: str = "GET", token: str | None = None) -> tuple[int, dict[str, Any]]:
+def _call(
+    url: str, method: str = "GET", token: str | None = None, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"token {token}"} if token else {}
-    request = urllib.request.Request(url, method=method, headers=headers)
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -270,3 +274,46 @@ def test_standin_answers_like_github(gh: GitHub) -> None:
     assert (status, body["message"]) == (404, "Not Found")
     assert gh.model.unknown_requests == [f"POST /api/v3/repos/{OWNER}/{REPO}/hooks"]
     gh.model.unknown_requests.clear()  # seen: the fixture checks the list is empty otherwise
+
+
+def test_lab_authorizes_deploy_keys_on_the_forge(lab: Lab, tmp_path: Path) -> None:
+    """Lab.github_api: a deploy key added through the API fetches from the lab's forge, read-only,
+    and stops working once removed."""
+    token = f"ghp_{secrets.token_hex(18)}"
+    api = lab.github_api(OWNER, token, (REPO,))
+    try:
+        forge = lab.forge()
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src/README").write_text("hello\n")
+        url = forge.create_repo("github-api-keys", tmp_path / "src")
+        pair = new_ed25519()
+        identity = tmp_path / "id_ed25519"
+        identity.write_text(pair.private_openssh)
+        identity.chmod(0o600)
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(f"{forge.ip} {forge.host_public_key()}\n")
+        ssh = f"ssh -i {identity} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={known_hosts}"
+
+        def git(*args: str) -> subprocess.CompletedProcess[str]:
+            env = {
+                **os.environ,
+                "GIT_SSH_COMMAND": ssh,
+                "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@t",
+                "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t",
+            }
+            return subprocess.run(["git", *args], env=env, capture_output=True, text=True, timeout=60)
+
+        assert git("ls-remote", url).returncode != 0  # not a deploy key yet
+        keys = f"{api.url}api/v3/repos/{OWNER}/{REPO}/keys"
+        status, key = _call(keys, "POST", token, {"key": pair.public, "title": "lab", "read_only": True})
+        assert status == 201
+        assert git("clone", "-q", url, str(tmp_path / "clone")).returncode == 0
+        pushed = git("-C", str(tmp_path / "clone"), "push", "-q", "origin", "HEAD:refs/heads/x")
+        assert pushed.returncode != 0 and "read-only" in pushed.stderr
+        assert _call(f"{keys}/{key['id']}", "DELETE", token)[0] == 204
+        assert git("ls-remote", url).returncode != 0
+        assert api.model.unknown_requests == [] and api.model.server_errors == []
+    finally:
+        api.stop()

@@ -25,6 +25,7 @@ from .common import (
     wait_until,
 )
 from .forge import Forge
+from .github_api import DeployKeyEvent, GitHubAPI, GitHubModel
 from .hetzner_api import HetznerAPI, LabMachines
 from .hosttools import apt_hosts, ensure_host_tools
 from .image import build_image, mounts_under, remove_tree
@@ -217,6 +218,23 @@ class Lab:
         boot here from `images` (name -> image; debian-12/13 by default) with the request's user_data,
         its A records go into this lab's DNS. Stop it when done; teardown removes its servers."""
         return HetznerAPI(machines=LabMachines(self, images)).start()
+
+    def github_api(self, owner: str, token: str, repositories: tuple[str, ...] = ()) -> GitHubAPI:
+        """A started stand-in for GitHub's REST API (its `url` is the provider's `baseUrl`) for `owner`
+        and `token`, holding `repositories`: its deploy keys are authorized on this lab's forge as
+        they come and go, read-only ones for fetching only. Stop it when done."""
+        forge = self.forge()
+
+        def on_deploy_key(event: DeployKeyEvent) -> None:
+            if event.added:
+                forge.add_deploy_key(event.key, read_only=event.read_only)
+            else:
+                forge.remove_deploy_key(event.key)
+
+        model = GitHubModel(owner, token, on_deploy_key=on_deploy_key)
+        for name in repositories:
+            model.create_repository(name)
+        return GitHubAPI(model).start()
 
     # --- DNS and ACME ------------------------------------------------------------------------
 
