@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -16,6 +17,7 @@ from components.site import DjangoSite
 from tests.unit.conftest import (
     GENERATED_SECRET_KEY_PREFIX,
     PROD_CONFIG,
+    Recorded,
     StackRun,
     all_strings,
     is_secret,
@@ -160,20 +162,50 @@ def test_github_token_from_the_environment_when_not_configured(run_stack) -> Non
     assert "token" not in run.mocks.named("blog-github-provider").inputs
 
 
+def step_problems(r: Recorded) -> list[str]:
+    """What is wrong with a host step's inputs: triggers (a change would replace the step), a
+    stdin in clear text, a step with a stdin that logs, or its outputs not secret."""
+    role = r.name.removeprefix("blog-host-")
+    problems = [f"{role} has triggers"] if "triggers" in r.inputs else []
+    if role in STDIN_STEPS:
+        if not is_secret(r.inputs.get("stdin")):
+            problems.append(f"{role}'s stdin is in clear text")
+        if r.inputs.get("logging") != "none":
+            problems.append(f"{role} logs {r.inputs.get('logging')}")
+        if not {"stdout", "stderr", "stdin"} <= set(r.registration.additional_secret_outputs):
+            problems.append(f"{role}'s outputs are not all secret")
+    else:
+        if "stdin" in r.inputs:
+            problems.append(f"{role} has a stdin")
+        if r.inputs.get("logging") != "stdoutAndStderr":
+            problems.append(f"{role} logs {r.inputs.get('logging')}")
+    return problems
+
+
 def test_steps_have_no_triggers_and_stdin_steps_log_nothing(run_stack) -> None:
     """A changed script or stdin is an update of the step: no triggers (they would replace it), and
     the stdin itself is the secret input, on a step that logs nothing."""
     run = run_stack(secret_keys=SECRET_KEYS, **SECRETS)
-    for r in run.mocks.commands():
-        role = r.name.removeprefix("blog-host-")
-        assert "triggers" not in r.inputs, role
-        if role in STDIN_STEPS:
-            assert is_secret(r.inputs["stdin"]), f"{role}'s stdin is in clear text"
-            assert r.inputs["logging"] == "none", role
-            assert {"stdout", "stderr", "stdin"} <= set(r.registration.additional_secret_outputs), role
-        else:
-            assert "stdin" not in r.inputs, role
-            assert r.inputs["logging"] == "stdoutAndStderr", role
+    assert {r.name.removeprefix("blog-host-") for r in run.mocks.commands()} >= STDIN_STEPS
+    assert [problem for r in run.mocks.commands() for problem in step_problems(r)] == []
+
+
+def test_step_check_rejects_a_leaky_step(run_stack) -> None:
+    """Control: the check above on the same steps, each tampered with one way."""
+    run = run_stack(secret_keys=SECRET_KEYS, **SECRETS)
+    env, nginx = run.mocks.named("blog-host-env"), run.mocks.named("blog-host-nginx")
+    tampered = {
+        "triggers": replace(nginx, inputs={**nginx.inputs, "triggers": ["0" * 64]}),
+        "clear stdin": replace(env, inputs={**env.inputs, "stdin": env.plain("stdin")}),
+        "logging": replace(env, inputs={**env.inputs, "logging": "stdoutAndStderr"}),
+        "outputs": replace(env, registration=replace(env.registration, additional_secret_outputs=("stdin",))),
+    }
+    assert {case: step_problems(r) for case, r in tampered.items()} == {
+        "triggers": ["nginx has triggers"],
+        "clear stdin": ["env's stdin is in clear text"],
+        "logging": ["env logs stdoutAndStderr"],
+        "outputs": ["env's outputs are not all secret"],
+    }
 
 
 # A step re-runs exactly when what it installs changes: the engine updates a Command whose inputs
