@@ -1,5 +1,6 @@
 """Shared pieces of the render suite: Settings built through the real loader, real keys, the
-Debian tools the checks need (a missing one skips with the apt package to install), and process
+Debian tools the checks need (a missing one skips with the apt package to install, and the skip
+guard in tests/conftest.py fails the run for it: tests/run installs them all), and process
 handling that stops only what a test started, by PID."""
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ BASE_CONFIG = {
 }
 
 # Apt packages providing the tools (what the project's test command installs in CI).
-APT_PACKAGES = {"shellcheck": "shellcheck", "nginx": "nginx"}
+APT_PACKAGES = {"shellcheck": "shellcheck", "nginx": "nginx", "cloud-init": "cloud-init"}
 
 
 def ed25519_keypair() -> tuple[str, str]:
