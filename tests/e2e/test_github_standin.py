@@ -4,10 +4,10 @@
 
 Checked through the stand-in's own state: the deploy key is read-only, the Actions secrets open to
 the plaintexts a workflow would get, the workflow file holds the content; the state keeps neither
-the secrets nor the token in the clear; a second up changes nothing; a new secret value is an update;
-a new title replaces the key, deleting the old one first; a wrong token fails with GitHub's 401; a
-key deleted behind Pulumi's back is drift for refresh; destroy leaves nothing. Every request the
-provider made is one the stand-in knows.
+the secrets nor the token in the clear; a second up changes nothing; a new secret value and an
+edited workflow are updates; a new title replaces the key, deleting the old one first; a key deleted
+behind Pulumi's back is drift for refresh; destroy leaves nothing; a wrong token fails with GitHub's
+401. Every request the provider made is one the stand-in knows.
 """
 
 from __future__ import annotations
@@ -200,10 +200,12 @@ def test_lifecycle(tmp_path: Path, gh: GitHub) -> None:
     for name, value in desired.secrets.items():
         assert model.secret_plaintext(REPO, name) == value
     assert model.file_text(REPO, WORKFLOW_PATH) == WORKFLOW
-    assert [m for m, _, s in model.requests if m != "GET"] == ["POST", "PUT", "PUT", "PUT"]
+    assert [method for method, _, _ in model.requests if method != "GET"] == ["POST", "PUT", "PUT", "PUT"]
 
     exported = stack.export_text()
-    assert json.loads(exported)["deployment"]["resources"]
+    resources = json.loads(exported)["deployment"]["resources"]
+    values = [r["outputs"]["value"] for r in resources if r["type"] == "github:index/actionsSecret:ActionsSecret"]
+    assert len(values) == 2 and all("ciphertext" in value for value in values)
     for plaintext in [*desired.secrets.values(), model.token]:
         assert plaintext not in exported
 
@@ -216,6 +218,12 @@ def test_lifecycle(tmp_path: Path, gh: GitHub) -> None:
     assert changed.ops["production_ssh_key"] == ["update"]
     assert model.secret_plaintext(REPO, "PRODUCTION_SSH_KEY") == desired.secrets["PRODUCTION_SSH_KEY"]
     assert model.secret_names(REPO) == sorted(desired.secrets)
+
+    desired.workflow += "# edited\n"
+    edited = stack.up()
+    assert edited.changes == {"same": 5, "update": 1}
+    assert edited.ops["workflow"] == ["update"]
+    assert model.file_text(REPO, WORKFLOW_PATH) == desired.workflow
 
     # A new title replaces the key; GitHub takes a key once, so the old one must go first.
     desired.title = "django-vps www.blog.example (read-only clone)"
