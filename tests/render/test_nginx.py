@@ -252,9 +252,9 @@ def _get(port: int, path: str, host: str, *, method: str = "GET", body: bytes | 
 def _request(port: int, path: str, host: str, *, method: str = "GET", body: bytes | None = None, context=None):
     """(status, every header line in order, repeated ones included, body)."""
     if context is None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     else:
-        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
     try:
         connection.request(method, path, body=body, headers={"Host": host})
         response = connection.getresponse()
