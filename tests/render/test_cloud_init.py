@@ -34,7 +34,7 @@ def test_cloud_config_round_trips_the_host_key(user_data) -> None:
     key = load_ssh_private_key(data["ssh_keys"]["ed25519_private"].encode(), password=None)
     derived = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     assert derived.decode() == public
-    assert data["ssh_deletekeys"] is True and data["ssh_genkeytypes"] == []
+    assert data["ssh_deletekeys"] is True and "ssh_genkeytypes" not in data
     assert data["ssh_pwauth"] is False
 
 
@@ -77,20 +77,9 @@ def _schema_check(text: str, directory: Path) -> subprocess.CompletedProcess:
     )
 
 
-# A real finding of this check, left to the template's owner: files/cloud-init.yaml.j2 sets
-# `ssh_genkeytypes: []`, which the schema rejects (minItems 1); with ssh_keys given, cloud-init
-# generates no host key anyway. Only this exact error is tolerated, as an expected failure.
-KNOWN_SCHEMA_ERROR = "Cloud config schema errors: ssh_genkeytypes: [] is too short"
-
-
 def test_cloud_init_schema(user_data, tmp_path: Path) -> None:
-    text = user_data[3]
-    result = _schema_check(text, tmp_path)
-    if result.returncode != 0 and result.stderr.splitlines() == ["Error:", KNOWN_SCHEMA_ERROR]:
-        # It is the only error: the same document without that line is valid.
-        fixed = _schema_check(text.replace("ssh_genkeytypes: []\n", ""), tmp_path)
-        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-        pytest.xfail(f"known template bug: {KNOWN_SCHEMA_ERROR}")
+    # This check found `ssh_genkeytypes: []` in the template, which the schema rejects (minItems 1).
+    result = _schema_check(user_data[3], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Valid cloud-config" in result.stdout
 
@@ -105,10 +94,10 @@ def test_cloud_init_schema(user_data, tmp_path: Path) -> None:
     ids=["ssh_pwauth-not-a-boolean", "user-entry-invalid"],
 )
 def test_cloud_init_schema_rejects_a_broken_user_data(user_data, tmp_path: Path, change, error) -> None:
-    """Control: the schema check above can fail. The rendered document (without the known error) is
+    """Control: the schema check above can fail. The rendered document is
     valid, and the same document with one value broken is rejected, naming that value."""
     old, new = change
-    text = user_data[3].replace("ssh_genkeytypes: []\n", "")
+    text = user_data[3]
     assert _schema_check(text, tmp_path).returncode == 0
     assert text.count(old) == 1
     result = _schema_check(text.replace(old, new), tmp_path)

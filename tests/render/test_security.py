@@ -433,43 +433,59 @@ def test_firewall_unit_orders_before_the_network_without_a_boot_cycle(tmp_path: 
 # --- the CI key's forced command -----------------------------------------------------------------
 
 STUB = """#!/bin/bash
-printf '%s\\n' "$$" "$@" >"{out}"
-echo "deploy.sh ran"
+printf '%s\\n' "$@" >"{out}"
+echo "deploy.sh ran with the key {secret}"
+exit "${{STUB_EXIT:-0}}"
 """
+SECRET_KEY = "ci-secret-key-value-0123456789"
 
 
 def _ci_command(s: Settings, tmp_path: Path) -> tuple[Path, Path]:
-    """ci-command as rendered, with only its exec target moved to a stub that records its PID and
-    arguments; the commands it accepts are still the host's paths, as the workflow sends them."""
+    """ci-command as rendered, with only the paths it runs moved: deploy.sh to a stub that records
+    its arguments and prints the SECRET_KEY, the mask (the real redact.py) and the .env it reads
+    into tmp_path. The commands it accepts are still the host's paths, as the workflow sends them."""
     stub, out = tmp_path / "deploy-stub.sh", tmp_path / "deploy-args"
-    stub.write_text(STUB.format(out=out))
+    stub.write_text(STUB.format(out=out, secret=SECRET_KEY))
     stub.chmod(0o755)
+    redact, env = tmp_path / "redact.py", tmp_path / ".env"
+    redact.write_text(render.redact_py())
+    env.write_text(f"SECRET_KEY={SECRET_KEY}\n")
     script = tmp_path / "ci-command"
-    script.write_text(relocate(render.ci_command_sh(s), {f"exec {s.deploy_script} ": f"exec {stub} "}))
+    relocated = relocate(
+        render.ci_command_sh(s),
+        {f'{s.deploy_script} "$1"': f'{stub} "$1"', f" {s.redact_script} {s.env_file} ": f" {redact} {env} "},
+    )
+    assert str(stub) in relocated and str(redact) in relocated, "the paths to move are not where they were"
+    script.write_text(relocated)
     script.chmod(0o755)
     return script, out
 
 
-def _run(script: Path, original_command: str | None) -> tuple[subprocess.CompletedProcess, int]:
-    env = {"PATH": "/usr/bin:/bin"}
+def _run(script: Path, original_command: str | None, **env: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", **env}
     if original_command is not None:
         env["SSH_ORIGINAL_COMMAND"] = original_command
-    process = subprocess.Popen(
-        [str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    return subprocess.run(
+        [str(script)], env=env, capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=10, check=False
     )
-    stdout, stderr = process.communicate(timeout=10)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), process.pid
 
 
 @pytest.mark.parametrize(("suffix", "argument"), [("", "deploy"), (" deploy", "deploy"), (" rollback", "rollback")])
-def test_ci_command_execs_deploy_sh(variant: Settings, suffix: str, argument: str, tmp_path: Path) -> None:
+def test_ci_command_runs_deploy_sh_with_its_output_masked(
+    variant: Settings, suffix: str, argument: str, tmp_path: Path
+) -> None:
     script, out = _ci_command(variant, tmp_path)
-    result, pid = _run(script, variant.deploy_script + suffix)
+    result = _run(script, variant.deploy_script + suffix)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "deploy.sh ran\n" and result.stderr == ""
-    recorded_pid, *arguments = out.read_text().splitlines()
-    assert arguments == [argument]
-    assert int(recorded_pid) == pid, "deploy.sh replaced the forced command (exec), not a child of it"
+    assert result.stdout == "deploy.sh ran with the key [secret SECRET_KEY]\n" and result.stderr == ""
+    assert out.read_text().splitlines() == [argument]
+
+
+def test_ci_command_fails_when_deploy_sh_fails(variant: Settings, tmp_path: Path) -> None:
+    """The mask must not swallow a failure: the workflow's step fails with deploy.sh's status."""
+    script, _ = _ci_command(variant, tmp_path)
+    assert _run(script, variant.deploy_script, STUB_EXIT="3").returncode == 3
+    assert _run(script, variant.deploy_script, STUB_EXIT="0").returncode == 0  # the control
 
 
 def test_ci_command_refuses_anything_else(variant: Settings, tmp_path: Path) -> None:
@@ -490,7 +506,7 @@ def test_ci_command_refuses_anything_else(variant: Settings, tmp_path: Path) -> 
         f"bash -c {deploy}",
         f"sudo {deploy}",
     ):
-        result, _ = _run(script, command)
+        result = _run(script, command)
         assert result.returncode == 1, command
         assert result.stderr == REFUSAL.format(deploy), command
         assert result.stdout == "", f"{command!r} ran something"

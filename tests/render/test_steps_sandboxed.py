@@ -42,12 +42,22 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
         s.run_script: render.run_sh(s),
         s.deploy_script: render.deploy_sh(s),
         s.release_check: render.release_check_py(),
+        s.redact_script: render.redact_py(),
     }
     assert sandbox.meta(s.run_script) == ("0755", "root:root")
     assert sandbox.meta(s.deploy_script) == ("0755", "root:root")
     # Run by deploy.sh with the release's Python, never executed directly: readable, not executable.
     assert sandbox.meta(s.release_check) == ("0644", "root:root")
-    assert sandbox.calls("sudo") == [["sudo", "-u", s.user, "-H", "--", s.deploy_script]]
+    assert sandbox.meta(s.redact_script) == ("0644", "root:root")
+    # deploy.sh as the app user, its output through the mask (as the app user too: root reads nothing
+    # in the app user's tree), with the .env and the names of the secrets.
+    assert sorted(sandbox.calls("sudo")) == sorted(
+        [
+            ["sudo", "-u", s.user, "-H", "--", s.deploy_script],
+            ["sudo", "-u", s.user, "-H", "--", "python3", "-I", s.redact_script, s.env_file,
+             "SECRET_KEY", *(name for name, _ in s.django_secret_env)],
+        ]
+    )  # fmt: skip
 
 
 def test_supervisor_step_installs_the_program(variant, sandbox: Sandbox) -> None:
