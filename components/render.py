@@ -48,6 +48,7 @@ def _paths(s: Settings) -> dict[str, object]:
         "app_dir": s.app_dir,
         "socket_path": s.socket_path,
         "run_script": s.run_script,
+        "gunicorn_conf": s.gunicorn_conf,
         "deploy_script": s.deploy_script,
         "release_check": s.release_check,
         "current_dir": s.current_dir,
@@ -61,7 +62,11 @@ def _paths(s: Settings) -> dict[str, object]:
 
 
 def run_sh(s: Settings) -> str:
-    return render("run.sh.j2", **_paths(s), workers=s.gunicorn_workers, wsgi_application=s.wsgi_application)
+    return render("run.sh.j2", **_paths(s), wsgi_application=s.wsgi_application)
+
+
+def gunicorn_conf(s: Settings) -> str:
+    return render("gunicorn.conf.py.j2", app_name=s.app_name, workers=s.gunicorn_workers)
 
 
 def deploy_sh(s: Settings) -> str:
@@ -194,6 +199,7 @@ def deploy_step(s: Settings) -> str:
         "host-deploy.sh.j2",
         **_paths(s),
         run_sh=run_sh(s),
+        gunicorn_conf_py=gunicorn_conf(s),
         deploy_sh=deploy_sh(s),
         release_check_py=release_check_py(),
         redact=s.redact_script,

@@ -283,6 +283,10 @@ class Settings:
         return f"{self.bin_dir}/run.sh"
 
     @property
+    def gunicorn_conf(self) -> str:
+        return f"{self.bin_dir}/gunicorn.conf.py"
+
+    @property
     def deploy_script(self) -> str:
         return f"{self.bin_dir}/deploy.sh"
 

@@ -55,6 +55,7 @@ def all_files(s: Settings) -> dict[str, str]:
     """Every text render.py produces from Settings (scripts, configuration files, the workflow)."""
     return {
         **scripts(s),
+        "gunicorn.conf.py": render.gunicorn_conf(s),
         "supervisor_program": render.supervisor_program(s),
         "sudoers": render.sudoers(s),
         "nginx_site[http]": render.nginx_site(s, tls=False),

@@ -72,7 +72,7 @@ HOME_PATHS = {
     ("setting", "value", "changed"),
     [
         ("clientMaxBodySize", "64m", NGINX),
-        ("gunicornWorkers", 4, {"run.sh", "deploy_step"}),
+        ("gunicornWorkers", 4, {"gunicorn.conf.py", "deploy_step"}),
         ("branch", "production", {"deploy.sh", "deploy_step", "clone_step", "deploy_workflow"}),
         ("logLevel", "WARNING", {"django_env"}),
         ("logsDir", "/srv/logs/other", {"django_env", "clone_step"}),

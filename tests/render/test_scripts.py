@@ -122,7 +122,13 @@ RUN_IN_THE_SANDBOX = None
 def _embedded(s) -> dict[str, list[str | None]]:
     https_site, http_site = render.nginx_site(s, tls=True), render.nginx_site(s, tls=False)
     return {
-        "deploy_step": [render.run_sh(s), render.deploy_sh(s), render.release_check_py(), render.redact_py()],
+        "deploy_step": [
+            render.run_sh(s),
+            render.gunicorn_conf(s),
+            render.deploy_sh(s),
+            render.release_check_py(),
+            render.redact_py(),
+        ],
         "supervisor_step": [render.supervisor_program(s)],
         "nginx_step": [https_site, http_site],
         "certbot_step": [ocsp_snippet(s), RUN_IN_THE_SANDBOX, https_site, http_site],

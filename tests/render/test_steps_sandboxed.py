@@ -40,6 +40,7 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
     sandbox.run(render.deploy_step(s))
     assert sandbox.files() == {
         s.run_script: render.run_sh(s),
+        s.gunicorn_conf: render.gunicorn_conf(s),
         s.deploy_script: render.deploy_sh(s),
         s.release_check: render.release_check_py(),
         s.redact_script: render.redact_py(),
@@ -49,6 +50,7 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
     # Run by deploy.sh with the release's Python, never executed directly: readable, not executable.
     assert sandbox.meta(s.release_check) == ("0644", "root:root")
     assert sandbox.meta(s.redact_script) == ("0644", "root:root")
+    assert sandbox.meta(s.gunicorn_conf) == ("0644", "root:root")  # read by gunicorn, which the app user runs
     # deploy.sh as the app user, its output through the mask (as the app user too: root reads nothing
     # in the app user's tree), with the .env and the names of the secrets.
     assert sorted(sandbox.calls("sudo")) == sorted(

@@ -151,6 +151,7 @@ class Host:
         run = self.path(s.run_script)
         run.write_text(relocate(render.run_sh(s), {s.home: self.paths[s.home]}))
         run.chmod(0o755)
+        self.path(s.gunicorn_conf).write_text(render.gunicorn_conf(s))
         conf_d = self.path("/etc/supervisor/conf.d")
         conf_d.mkdir(parents=True)
         program = relocate(render.supervisor_program(s), {**self.paths, f"user = {s.user}\n": f"user = {self.user}\n"})
@@ -212,9 +213,9 @@ def _run_sh_starts(s: Settings, run_sh: str, root: Path) -> list[list[str]]:
 
 def _expected_starts(s: Settings, root: Path) -> list[list[str]]:
     current = f"{root}{s.current_dir}"
-    workers = s.gunicorn_workers or 2 * len(os.sched_getaffinity(0)) + 1
     arguments = ["-P", "-m", "gunicorn", "--chdir", current, "--bind", f"unix:{root}{s.socket_path}"]
-    arguments += ["--umask", "007", "--workers", str(workers), "--access-logfile", "-", "--error-logfile", "-"]
+    arguments += ["--umask", "007", "--config", f"{root}{s.gunicorn_conf}", "--access-logfile", "-"]
+    arguments += ["--error-logfile", "-"]
     python, venv = f"{current}/.venv/bin/python", f"{current}/.venv"
     return [[python, release, current, venv, f"{venv}/bin", *arguments, s.wsgi_application] for release in ("r1", "r2")]
 
@@ -464,3 +465,19 @@ def test_hup_after_switching_current_serves_the_new_release(running) -> None:
         assert int(ctl("pid", s.app_name).stdout) == master, "the master was restarted, not reloaded"
         assert os.stat(socket_path).st_ino == socket_inode, "the listening socket was replaced"
         assert "RUNNING" in ctl("status", s.app_name).stdout
+
+
+def test_a_new_worker_count_is_live_after_a_hup(running) -> None:
+    """gunicornWorkers reaches a running site with the deploy's HUP, no restart: gunicorn reads its
+    config file again. (The control is the HUP in test_program_runs_serves_and_reloads: the file
+    unchanged, the count stays 2.)"""
+    s, host, ctl = running
+    master = int(ctl("pid", s.app_name).stdout)
+    wait_for(lambda: len(children(master)) == 2, timeout=60, what="2 workers")
+    changed = make_settings(gunicornWorkers=3, logsDir=s.logs.directory)
+    host.path(s.gunicorn_conf).write_text(render.gunicorn_conf(changed))
+    assert ctl("signal", "HUP", s.app_name).returncode == 0
+    wait_for(lambda: len(children(master)) == 3, timeout=60, what="3 workers after the HUP")
+    assert int(ctl("pid", s.app_name).stdout) == master
+    code, page = get(host.path(s.socket_path), "/", s.domain)
+    assert code == 200 and "Hello from django-vps" in page
