@@ -205,6 +205,12 @@ def test_the_cli_creates_updates_in_place_replaces_and_destroys(api: HetznerAPI,
     assert changes(cli.up(on_output=lines.append)) == {"same": 7}, "\n".join(lines)
     cli.refresh(on_output=lines.append, expect_no_changes=True)
 
+    # Deleted behind Pulumi's back: refresh asks the API and drops it, the next up makes it again.
+    assert call(api, "DELETE", "/zones/lab.test/rrsets/www/A")[0] == 200
+    assert changes(cli.refresh(on_output=lines.append)) == {"same": 6, "delete": 1}, "\n".join(lines)
+    assert changes(cli.up(on_output=lines.append)) == {"same": 6, "create": 1}, "\n".join(lines)
+    assert cloud.machines.published[("www.lab.test", "A")] == ["198.51.100.7"]
+
     # Labels, a rule, a record and the server type: all in place, as the real provider does them.
     want.update(labels={"app": "blog", "stage": "lab"}, ports=["22", "80", "443"], address="198.51.100.8", type="cx33")
     before = len(api.requests)
@@ -215,7 +221,9 @@ def test_the_cli_creates_updates_in_place_replaces_and_destroys(api: HetznerAPI,
     server_id, firewall_id = next(iter(ids["servers"])), next(iter(ids["firewalls"]))
     assert {f"PUT /v1/ssh_keys/{key['id']}", f"POST /v1/firewalls/{firewall_id}/actions/set_rules",
             "POST /v1/zones/lab.test/rrsets/www/A/actions/set_records",
+            f"POST /v1/servers/{server_id}/actions/poweroff",
             f"POST /v1/servers/{server_id}/actions/change_type"} <= calls  # fmt: skip
+    assert f"POST /v1/servers/{server_id}/actions/poweron" not in calls  # the API starts it again
     assert not [c for c in calls if c.startswith("DELETE")]
     assert result.outputs["serverType"].value == "cx33" and cloud.servers[server_id]["status"] == "running"
     assert [r["port"] for r in cloud.firewalls[firewall_id]["rules"]] == ["22", "80", "443"]
@@ -297,12 +305,13 @@ write_files:
 def test_a_server_boots_in_the_lab_with_its_user_data_and_destroy_removes_it(lab: Lab, tmp_path: Path) -> None:
     api = lab.hetzner_api()
     login = new_ed25519().public
+    want = {"type": "cx23"}
 
     def program() -> None:
         provider = hcloud.Provider("hetzner", token=TOKEN, endpoint=api.url)
         opts = pulumi.ResourceOptions(provider=provider)
         key = hcloud.SshKey("key", name="lab-key", public_key=login, opts=opts)
-        server = hcloud.Server("server", name="lab-vps", server_type="cx23", image="debian-12", location="fsn1",
+        server = hcloud.Server("server", name="lab-vps", server_type=want["type"], image="debian-12", location="fsn1",
                                ssh_keys=[key.id], user_data=pulumi.Output.secret(USER_DATA),
                                public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
                                opts=opts)  # fmt: skip
@@ -320,6 +329,13 @@ def test_a_server_boots_in_the_lab_with_its_user_data_and_destroy_removes_it(lab
         done = server.run("cloud-init status --wait >/dev/null; cat /etc/dvps-standin", check=True)
         assert done.stdout == "written by cloud-init from the stand-in's user_data\n"
         assert login in server.run("cat /root/.ssh/authorized_keys", check=True).stdout  # as Hetzner does
+
+        # A bigger type, in place: powered off, changed, started again on the same disk and address.
+        first_boot = server.pid1
+        want["type"] = "cx33"
+        assert changes(cli.up(on_output=lines.append)) == {"same": 3, "update": 1}, "\n".join(lines)
+        assert lab.servers[name] is server and server.pid1 not in (None, first_boot)
+        assert server.run("cat /etc/dvps-standin", check=True).stdout.startswith("written by cloud-init")
 
         assert changes(cli.destroy(on_output=lines.append)) == {"delete": 4}
         assert name not in lab.servers and not Path(f"/run/netns/dvps-{name}").exists()

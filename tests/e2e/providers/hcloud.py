@@ -11,9 +11,9 @@ Contract read in terraform-provider-hcloud (bridged by pulumi-hcloud 1.43.3):
   ForceNew; create looks the server type up (`GET /server_types?name=`), then the image for its
   architecture (`GET /images?architecture=&include_deprecated=true&name=`), each SSH key
   (`GET /ssh_keys/{id}`), then `POST /servers`, waits for its actions, turns backups and
-  protection on; an update renames/relabels (`PUT`), changes the type powered off
-  (`poweroff`, `change_type` with `upgrade_disk = !keep_disk`, `poweron`), toggles backups, moves
-  firewalls and protection; `user_data` is kept in state as base64(SHA-1) of the text.
+  protection on; an update renames/relabels (`PUT`), changes the type powered off (`poweroff`, then
+  `change_type` with `upgrade_disk = !keep_disk`, after which the API starts the server itself),
+  toggles backups, moves firewalls and protection; `user_data` is kept in state as base64(SHA-1).
 - `internal/zone/resource.go`: `name` and `mode` RequiresReplace, ttl defaults to 3600; the update
   changes the TTL and protection by actions and always ends with `PUT /zones/{id}`.
 - `internal/zonerrset/resource.go`: `zone`, `name` and `type` RequiresReplace; the id is
@@ -142,11 +142,6 @@ def _labels_changed(olds: dict[str, Any], news: dict[str, Any]) -> bool:
     return (olds.get("labels") or {}) != (news.get("labels") or {})
 
 
-def _gone(what: str, id_: str) -> ProviderError:
-    # The stand-in framework cannot tell the engine a resource vanished (Read always keeps the id).
-    return ProviderError(f"{what} {id_} not found: it was deleted outside Pulumi")
-
-
 # --- SSH keys -----------------------------------------------------------------------------------
 
 
@@ -185,10 +180,10 @@ class SshKey(HcloudResource):
             if error.code != "not_found":  # already gone
                 raise
 
-    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
         found = self.client().find(f"/ssh_keys/{id_}")
         if found is None:
-            raise _gone("SSH key", id_)
+            return None  # deleted outside Pulumi: refresh drops it, as the provider does
         return self._outputs(outputs, found["ssh_key"])
 
 
@@ -293,10 +288,10 @@ class Firewall(HcloudResource):
                     raise
                 time.sleep(1)
 
-    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
         found = self.client().find(f"/firewalls/{id_}")
         if found is None:
-            raise _gone("firewall", id_)
+            return None  # deleted outside Pulumi: refresh drops it, as the provider does
         return self._outputs(outputs, found["firewall"])
 
 
@@ -445,10 +440,9 @@ class Server(HcloudResource):
         if olds.get("serverType") != news.get("serverType"):
             if server["status"] == "running":
                 self._action(id_, "poweroff")
-            self._action(
-                id_, "change_type", {"server_type": news["serverType"], "upgrade_disk": not news.get("keepDisk")}
-            )
-            self._action(id_, "poweron")
+            # The API starts the server again after the change: the provider does not power it on.
+            change = {"server_type": news["serverType"], "upgrade_disk": not news.get("keepDisk")}
+            self._action(id_, "change_type", change)
         if bool(olds.get("backups")) != bool(news.get("backups")):
             self._action(id_, "enable_backup" if news.get("backups") else "disable_backup")
         old_fws = {int(f) for f in olds.get("firewallIds") or []}
@@ -480,10 +474,10 @@ class Server(HcloudResource):
             if error.code != "not_found":
                 raise
 
-    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
         found = self.client().find(f"/servers/{id_}")
         if found is None:
-            raise _gone("server", id_)
+            return None  # deleted outside Pulumi: refresh drops it, as the provider does
         # The API never shows user_data: the recorded hash stays.
         return self._outputs(outputs, found["server"], hashed=True)
 
@@ -563,10 +557,10 @@ class Zone(HcloudResource):
             if error.code != "not_found":
                 raise
 
-    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
         found = self.client().find(f"/zones/{id_}")
         if found is None:
-            raise _gone("zone", id_)
+            return None  # deleted outside Pulumi: refresh drops it, as the provider does
         return self._outputs(outputs, found["zone"])
 
 
@@ -645,10 +639,10 @@ class ZoneRrset(HcloudResource):
             if error.code != "not_found":
                 raise
 
-    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
         found = self.client().find(self._path(outputs["zone"], id_))
         if found is None:
-            raise _gone("zone rrset", id_)
+            return None  # deleted outside Pulumi: refresh drops it, as the provider does
         return self._outputs(outputs, found["rrset"])
 
 

@@ -684,6 +684,8 @@ class HetznerCloud:
             else:
                 raise ApiError(412, "server_type_disk_too_small", "the new type's disk is too small")
             server["server_type"] = new_type
+            # Hetzner copies the disk, then starts the server again itself.
+            server["status"], power = "running", True
         elif command == "enable_backup":
             server["backup_window"] = "22-02"
         elif command == "disable_backup":
