@@ -256,10 +256,11 @@ def test_the_programs_server_and_dns_components_converge_against_the_stand_in(ap
 
     assert call(api, "POST", "/zones", {"name": "blog.test", "mode": "primary"})[0] == 201
     admin_key = new_ed25519().public
+    want = {"backups": True}
 
     def program() -> None:
         labels = {"managed-by": "django-vps", "app": "blog", "stack": pulumi.get_stack()}
-        spec = HetznerServer(server_type="cx23", image="debian-12", location="fsn1", backups=True,
+        spec = HetznerServer(server_type="cx23", image="debian-12", location="fsn1", backups=want["backups"],
                              admin_ssh_keys=(admin_key,))  # fmt: skip
         server = Server("site-server", ServerArgs(hetzner=spec, existing=None, server_name="blog-lab", labels=labels))
         args = DnsArgs(domain="blog.test", zone="blog.test", record_name="@", create_zone=False, manage=True,
@@ -284,6 +285,10 @@ def test_the_programs_server_and_dns_components_converge_against_the_stand_in(ap
     assert isinstance(cloud.machines, NoMachines)
     assert cloud.machines.published[("blog.test", "A")] == [server["ipv4"]]
     assert changes(cli.up(on_output=lines.append)) == {"same": 11}, "\n".join(lines)
+    cli.refresh(on_output=lines.append, expect_no_changes=True)
+    want["backups"] = False  # backups: false in the stack's config, in place
+    assert changes(cli.up(on_output=lines.append)) == {"same": 10, "update": 1}, "\n".join(lines)
+    assert server["backup_window"] is None and set(cloud.servers) == {server["id"]}
     cli.refresh(on_output=lines.append, expect_no_changes=True)
 
     assert changes(cli.destroy(on_output=lines.append)) == {"delete": 11}

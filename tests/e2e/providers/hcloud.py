@@ -297,6 +297,8 @@ class Firewall(HcloudResource):
 
 # --- servers ------------------------------------------------------------------------------------
 
+# Inputs the real provider handles that the program does not use: loud, never silently ignored.
+SERVER_UNSUPPORTED = ("networks", "placementGroupId", "iso", "rescue")
 SERVER_DEFAULTS = {
     "allowDeprecatedImages": False,
     "backups": False,
@@ -311,6 +313,13 @@ SERVER_DEFAULTS = {
 def user_data_hash(user_data: str) -> str:
     """What terraform-provider-hcloud keeps in state for user_data (its StateFunc)."""
     return base64.b64encode(hashlib.sha1(user_data.encode()).digest()).decode()
+
+
+def _nets(values: dict[str, Any]) -> list[tuple[bool, bool]]:
+    """publicNets as what was asked (the state adds the primary IPs' ids)."""
+    return [
+        (bool(n.get("ipv4Enabled", True)), bool(n.get("ipv6Enabled", True))) for n in values.get("publicNets") or []
+    ]
 
 
 class Server(HcloudResource):
@@ -373,6 +382,9 @@ class Server(HcloudResource):
     def create(self, inputs: dict[str, Any], preview: bool) -> tuple[str, dict[str, Any]]:
         if preview:
             return "", inputs
+        unsupported = [key for key in SERVER_UNSUPPORTED if inputs.get(key)]
+        if unsupported:
+            raise ProviderError(f"the hcloud stand-in does not implement Server {', '.join(unsupported)}")
         client = self.client()
         type_name = inputs["serverType"]
         types = client.get(f"/server_types?{urlencode({'name': type_name})}")["server_types"]
@@ -432,6 +444,11 @@ class Server(HcloudResource):
         if preview:
             return {**olds, **news}
         client = self.client()
+        changed = [key for key in SERVER_UNSUPPORTED if olds.get(key) != news.get(key)]
+        if _nets(olds) != _nets(news):
+            changed.append("publicNets")
+        if changed:
+            raise ProviderError(f"the hcloud stand-in does not implement changing Server {', '.join(changed)}")
         server = client.get(f"/servers/{id_}")["server"]
         if olds.get("name") != news.get("name"):
             client.call("PUT", f"/servers/{id_}", {"name": news["name"]})
