@@ -91,9 +91,9 @@ def main() -> None:
                 "github:token": GITHUB_TOKEN,
             }
 
-        github = lab.github_api(token=GITHUB_TOKEN)
-        stack = CliStack(Path(work) / "stack", env=github.environment())
-        stack.configure(config(PROGRAM_IP))
+        github = lab.github_api("example", GITHUB_TOKEN, repositories=("blog",))
+        stack = CliStack(Path(work) / "stack")
+        stack.configure({**config(PROGRAM_IP), "github:baseUrl": github.url})
         started = time.monotonic()
         first = stack.up(echo=None)
         cafile.write_text(lab.acme_ca_pem())

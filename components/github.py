@@ -35,6 +35,8 @@ class GitHubArgs:
     """The server's pinned host key, "type base64"."""
     token: pulumi.Output[str] | None
     """Secret: the GitHub token (None: GITHUB_TOKEN from the environment)."""
+    base_url: str | None = None
+    """GitHub Enterprise Server's API URL (None: the SDK's default)."""
 
 
 class GitHubAccess(pulumi.ComponentResource):
@@ -52,7 +54,9 @@ class GitHubAccess(pulumi.ComponentResource):
         super().__init__("django-vps:github:GitHubAccess", name, None, opts)
         self._name = name
         child = pulumi.ResourceOptions(parent=self)
-        provider = github.Provider(f"{name}-provider", owner=args.owner, token=args.token, opts=child)
+        provider = github.Provider(
+            f"{name}-provider", owner=args.owner, token=args.token, base_url=args.base_url, opts=child
+        )
         on_github = pulumi.ResourceOptions(parent=self, provider=provider)
         self._provider = provider
         self._args = args

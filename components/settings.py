@@ -116,6 +116,9 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a
 _CLONE_SCP = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^\s]+)$")
 
 
+_GITHUB_BASE_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
+
+
 class SettingError(pulumi.RunError):
     """A bad setting: one line naming it, the bad value and what is accepted."""
 
@@ -233,6 +236,9 @@ class Settings:
     fail2ban: bool
     """fail2ban's sshd jail."""
     github_token: pulumi.Output[str] | None = field(default=None)
+    github_base_url: str | None = field(default=None)
+    """github:baseUrl, for GitHub Enterprise Server: stack config never reaches an explicit provider
+    by itself (None: the SDK's default, GITHUB_BASE_URL or api.github.com)."""
     """Secret: github:token, for the explicit GitHub provider (None: GITHUB_TOKEN from the environment)."""
 
     @property
@@ -767,6 +773,11 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
         raise SettingError("djangoSecretKey", "is shorter than 32 characters: Django needs a long random key")
     secret_env = _env_pairs("djangoSecretEnv", reader.value("djangoSecretEnv"), secret=True)
     github_token = raw("github:token")
+    github_base_url = raw("github:baseUrl") or None
+    if github_base_url is not None and not _GITHUB_BASE_URL.fullmatch(github_base_url):
+        raise pulumi.RunError(
+            f"github:baseUrl: {github_base_url!r} is not a URL: give GitHub Enterprise's, e.g. https://ghe.example.com/"
+        )
     return Settings(
         domain=domain,
         repository=repository,
@@ -799,4 +810,5 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
         host_firewall=reader.value("hostFirewall"),
         fail2ban=reader.value("fail2ban"),
         github_token=pulumi.Output.secret(github_token) if github_token else None,
+        github_base_url=github_base_url,
     )

@@ -70,6 +70,7 @@ class DjangoSite(pulumi.ComponentResource):
                 ssh_user=s.user,
                 host_key=connection.host_key,
                 token=s.github_token,
+                base_url=s.github_base_url,
             ),
             opts=child,
         )

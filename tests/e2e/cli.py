@@ -148,6 +148,10 @@ class CliStack:
     def destroy(self, echo: Callable[[str], object] | None = print, **kwargs: Any) -> Run:
         return self._run(self.stack.destroy, echo, **kwargs)
 
+    def config_values(self) -> dict[str, str]:
+        """The stack's settings as the program reads them (secrets decrypted), by full key."""
+        return {key: value.value for key, value in self.stack.get_all_config().items()}
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The CLI itself on this stack (`stack export`, `stack output`, ...)."""
         return subprocess.run(

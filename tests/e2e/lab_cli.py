@@ -30,8 +30,7 @@ DEFAULT_DOMAIN = "blog.test"
 
 
 def _stack() -> CliStack:
-    info = labd.call("info")
-    return CliStack(STACK_DIR, env=info["environment"])
+    return CliStack(STACK_DIR)
 
 
 def tools() -> None:
@@ -59,33 +58,37 @@ def deploy(directory: Path, existing_host: bool, overrides: list[str]) -> int:
         sys.exit(f"tests/lab deploy: {directory} holds no manage.py: give the Django project's work tree")
     name = re.sub(r"[^a-z0-9-]+", "-", directory.resolve().name.lower()).strip("-") or "site"
     info = labd.call("info")
+    labd.call("repository", name)
     config: dict[str, str | None] = {
         "domain": DEFAULT_DOMAIN,
-        "repository": f"example/{name}",
+        "repository": f"{info['github_owner']}/{name}",
         "cloneUrl": labd.call("push", name, str(directory.resolve())),
         "cloneHostKeys": json.dumps([f"{info['forge_ip']} {info['forge_host_key']}"]),
         "letsencryptEmail": f"admin@{DEFAULT_DOMAIN}",
         "acmeServer": info["acme_directory"],
         "github:token": info["github_token"],
+        "github:baseUrl": info["github_url"],
     }
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep:
             sys.exit(f"tests/lab deploy: -c {override!r}: give KEY=VALUE")
         config[key] = value
-    if not existing_host:
-        sys.exit("tests/lab deploy: Hetzner mode needs the Hetzner stand-in; use --existing-host for now")
-    host = labd.call("existing_host", "existing", EXISTING_HOST_IP)
-    config.update(
-        existingHost=host["ip"],
-        existingHostUser=host["user"],
-        existingHostKey=host["host_key"],
-        existingHostPrivateKey=host["private_key"],
-        manageDns="false",
-    )
     domain = str(config["domain"])
-    labd.call("set_a", domain, host["ip"])
-    stack = CliStack(STACK_DIR, env=info["environment"])
+    if existing_host:
+        host = labd.call("existing_host", "existing", EXISTING_HOST_IP)
+        config.update(
+            existingHost=host["ip"],
+            existingHostUser=host["user"],
+            existingHostKey=host["host_key"],
+            existingHostPrivateKey=host["private_key"],
+            manageDns="false",  # the user's own DNS: the lab's A record stands for it
+        )
+        labd.call("set_a", domain, host["ip"])
+    else:
+        config.update({"hcloud:endpoint": info["hcloud_endpoint"], "hcloud:token": info["hcloud_token"]})
+        labd.call("zone", domain.split(".", 1)[-1] if domain.count(".") > 1 else domain)
+    stack = CliStack(STACK_DIR)
     stack.configure(config)
     started = time.monotonic()
     try:

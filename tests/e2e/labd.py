@@ -30,6 +30,7 @@ SOCKET = LAB_DIR / "labd.sock"
 AUTHKEY = LAB_DIR / "labd.key"
 PIDFILE = LAB_DIR / "labd.pid"
 LOG = LAB_DIR / "labd.log"
+GITHUB_OWNER = "lab"
 GITHUB_TOKEN = "ghp_lab" + "0" * 33
 HCLOUD_TOKEN = "lab" + "0" * 61  # Hetzner tokens are 64 characters
 
@@ -41,7 +42,8 @@ class LabService:
         self.lab = Lab().start()
         self.pushed: set[str] = set()
         self.hosts: dict[str, dict[str, str]] = {}
-        self.github = self.lab.github_api(token=GITHUB_TOKEN)
+        self.github = self.lab.github_api(GITHUB_OWNER, GITHUB_TOKEN)
+        self.hetzner = self.lab.hetzner_api()
 
     def info(self) -> dict[str, Any]:
         forge = self.lab.forge()
@@ -51,8 +53,21 @@ class LabService:
             "forge_ip": forge.ip,
             "forge_host_key": forge.host_public_key(),
             "github_token": GITHUB_TOKEN,
-            "environment": self.github.environment(),
+            "github_url": self.github.url,
+            "github_owner": GITHUB_OWNER,
+            "hcloud_endpoint": self.hetzner.url,
+            "hcloud_token": HCLOUD_TOKEN,
         }
+
+    def repository(self, name: str) -> None:
+        """The repository on the GitHub stand-in (the program's deploy key, secrets and workflow)."""
+        if name.lower() not in self.github.model.repositories:
+            self.github.model.create_repository(name)
+
+    def zone(self, name: str) -> None:
+        """The user's DNS zone at Hetzner, as it exists before the first `pulumi up`."""
+        if not any(zone["name"] == name for zone in self.hetzner.cloud.zones.values()):
+            self.hetzner.cloud.create_zone({"name": name, "mode": "primary"})
 
     def push(self, name: str, source: str) -> str:
         """The work tree `source` as the forge's repository `name` (a new commit on main); its URL."""
@@ -89,8 +104,14 @@ class LabService:
     def set_a(self, name: str, ip: str) -> None:
         self.lab.set_a(name, ip)
 
-    def github_state(self) -> str:
-        return repr(self.github)
+    def requests(self) -> dict[str, list[str]]:
+        """What the stand-ins were asked, and what they did not know."""
+        return {
+            "hetzner": [f"{r.method} {r.path} {r.status}" for r in self.hetzner.requests],
+            "hetzner unknown": list(self.hetzner.unknown),
+            "github": [f"{m} {p} {s}" for m, p, s in self.github.model.requests],
+            "github unknown": list(self.github.model.unknown_requests),
+        }
 
 
 def serve() -> None:

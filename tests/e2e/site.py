@@ -1,4 +1,6 @@
-"""A site deployed by the real program on the lab engine (Hetzner mode), shared by e2e modules."""
+"""A site deployed by the real program through the real Pulumi CLI (Hetzner mode), shared by e2e
+modules: the Hetzner Cloud and GitHub stand-ins of the lab, a zone the user already has at Hetzner,
+the project pushed to the lab's forge, and one `pulumi up` of a new file-backend stack."""
 
 from __future__ import annotations
 
@@ -7,51 +9,81 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from components.settings import Settings, load_settings
 from tests.e2e import web
-from tests.e2e.engine import SERVER_IP, LabEngine
+from tests.e2e.cli import CliStack, Run
 from tests.e2e.testhost import Lab, Server
-from tests.support.program import run_program
+from tests.e2e.testhost.github_api import GitHubAPI
+from tests.e2e.testhost.hetzner_api import HetznerAPI
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DOMAIN = "blog.test"
 APP = "blog"
+OWNER = "example"
 WORKFLOW = ".github/workflows/deploy.yml"
+SERVER_IP = "198.51.100.2"
+"""Where the stand-in's first server lands (its lowest free lab address)."""
+HCLOUD_TOKEN = "hc" + "0123456789abcdef" * 3 + "e2e-token-0123"
+GITHUB_TOKEN = "ghp_django-vps-e2e-token-0123456789abcdef"
+# GitHub's runner runs a `run:` step of `shell: bash` as this, the step's text in the file {0}.
+GITHUB_BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail")
 
 
 @dataclass
 class Deployed:
     lab: Lab
-    engine: LabEngine
+    stack: CliStack
+    hetzner: HetznerAPI
+    github: GitHubAPI
     config: dict[str, str]
-    exports: dict[str, Any]
+    first_up: Run
     converge_seconds: float
     cafile: str
+    exports: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.config.get)
 
     @property
     def server(self) -> Server:
-        assert self.engine.server is not None
-        return self.engine.server
+        """The lab server behind the stack's Hetzner server."""
+        (server_id,) = self.hetzner.cloud.servers
+        return self.lab.servers[f"hc{server_id}"]
+
+    @property
+    def ip(self) -> str:
+        return self.exports["ipv4"]
 
     def sh(self, command: str) -> str:
         return self.server.run(command, check=True).stdout
 
     def https(self, path: str = "/") -> web.Response:
-        return web.get(SERVER_IP, DOMAIN, path, cafile=self.cafile)
+        return web.get(self.ip, DOMAIN, path, cafile=self.cafile)
 
     def secret(self, name: str) -> str:
-        return self.engine.github[name]["value"]
+        """What GitHub holds for the workflow: the sealed box, opened."""
+        return self.github.model.secret_plaintext(APP, name)
+
+    def workflow(self) -> dict[str, Any]:
+        text = self.github.model.file_text(APP, WORKFLOW)
+        assert text is not None, f"no {WORKFLOW} in the repository on GitHub"
+        return yaml.safe_load(text)
 
     def run_workflow(self) -> subprocess.CompletedProcess[str]:
-        """Execute the committed workflow's steps as a runner would, with the recorded secrets."""
-        workflow = yaml.safe_load(self.engine.github[WORKFLOW]["content"])
+        """The committed workflow's steps, run as GitHub's runner runs them (`shell: bash`), with the
+        secrets GitHub holds."""
+        workflow = self.workflow()
+        assert workflow["defaults"]["run"]["shell"] == "bash", "the steps' shell is not pinned to bash"
         result = None
         with tempfile.TemporaryDirectory() as home:
             for step in workflow["jobs"]["deploy"]["steps"]:
@@ -59,8 +91,10 @@ class Deployed:
                 for key, expression in step.get("env", {}).items():
                     name = re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", expression).group(1)  # type: ignore[union-attr]
                     env[key] = self.secret(name)
+                script = Path(home) / "step.sh"
+                script.write_text(step["run"])
                 result = subprocess.run(
-                    ["bash", "-e", "-c", step["run"]], env=env, text=True, capture_output=True, timeout=300
+                    [*GITHUB_BASH, str(script)], env=env, text=True, capture_output=True, timeout=300
                 )
                 if result.returncode != 0:
                     return result
@@ -84,8 +118,39 @@ class Deployed:
             )  # fmt: skip
 
     def ci_ssh(self, command: str) -> subprocess.CompletedProcess[str]:
-        """What the workflow does, with another command: ssh with the recorded CI secrets."""
+        """What the workflow does, with another command: ssh with the CI secrets GitHub holds."""
         return self.ssh(self.secret("PRODUCTION_SSH_USERNAME"), self.secret("PRODUCTION_SSH_KEY"), command)
+
+    def shown_secrets(self) -> dict[str, Any]:
+        """The stack's state with its secrets decrypted (`stack export --show-secrets`, as the user
+        with the passphrase sees it)."""
+        return json.loads(self.stack.cli("stack", "export", "--show-secrets").stdout)
+
+    def outputs_of(self, name_suffix: str) -> dict[str, Any]:
+        (resource,) = [
+            r for r in self.shown_secrets()["deployment"]["resources"] if r["urn"].endswith(f"::{name_suffix}")
+        ]
+        return _plain(resource.get("outputs", {}))
+
+    def remove(self) -> None:
+        """`pulumi destroy`, then the stand-ins stop: the server goes through the API, as a user's would."""
+        try:
+            self.stack.destroy(echo=None)
+        finally:
+            self.hetzner.stop()
+            self.github.stop()
+
+
+def _plain(value: Any) -> Any:
+    """State values with Pulumi's secret envelopes (as --show-secrets prints them) opened."""
+    if isinstance(value, dict):
+        if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
+            plaintext = value.get("plaintext")
+            return _plain(json.loads(plaintext)) if isinstance(plaintext, str) else _plain(value.get("value"))
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def deploy_site(
@@ -94,33 +159,65 @@ def deploy_site(
     *,
     repo: str = APP,
     fixture: str = "blog-uv",
-    server_image: Path | None = None,
-    on_engine: Callable[[LabEngine], object] | None = None,
+    on_server: Callable[[Server], object] | None = None,
     **settings: str,
 ) -> Deployed:
     """`pulumi up` of a new stack for FIXTURES/fixture, pushed to the lab's forge as `repo`.
-    Settings without a namespace are django-vps's; `on_engine` sees the engine before the run."""
+    Settings without a namespace are django-vps's; `on_server` gets the lab server the moment the
+    Hetzner stand-in has booted it (while the program provisions it)."""
     forge = lab.forge()
     forge.create_repo(repo, FIXTURES / fixture)
+    hetzner = lab.hetzner_api()
+    hetzner.cloud.create_zone({"name": DOMAIN, "mode": "primary"})  # the user's zone at Hetzner
+    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(APP,))
     config = {
         "django-vps:domain": DOMAIN,
-        "django-vps:repository": f"example/{APP}",
+        "django-vps:repository": f"{OWNER}/{APP}",
         "django-vps:cloneUrl": forge.url(repo),
         "django-vps:cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
         "django-vps:letsencryptEmail": "admin@blog.test",
         "django-vps:acmeServer": lab.acme_directory,
+        "hcloud:endpoint": hetzner.url,
+        "hcloud:token": HCLOUD_TOKEN,
+        "github:baseUrl": github.url,
+        "github:token": GITHUB_TOKEN,
         **{key if ":" in key else f"django-vps:{key}": value for key, value in settings.items()},
     }
-    engine = LabEngine(lab, image=server_image)
-    if on_engine is not None:
-        on_engine(engine)
+    stack = CliStack(Path(tempfile.mkdtemp(prefix=f"stack-{repo}-", dir=lab.run_dir)))
+    stack.configure(config)
+    watcher = _ServerWatcher(lab, on_server) if on_server else None
     started = time.monotonic()
-    exports = run_program(engine, config)
+    try:
+        first = stack.up()
+    finally:
+        if watcher:
+            watcher.done.set()
+            watcher.join()
     converge = time.monotonic() - started
     cafile.write_text(lab.acme_ca_pem())
+    site = Deployed(lab, stack, hetzner, github, config, first, converge, str(cafile), dict(first.outputs))
     print(
-        f"\nconverge (bare server to HTTPS, Hetzner mode, {config.get('django-vps:image', 'debian-12')}): "
-        f"{converge:.1f} s; per step: "
-        + ", ".join(f"{k.split('-', 2)[-1]} {v:.1f}" for k, v in engine.log.seconds.items())
+        f"\nconverge on the real CLI (bare API to HTTPS, Hetzner mode, {config.get('django-vps:image', 'debian-12')}):"
+        f" {converge:.1f} s"
     )
-    return Deployed(lab, engine, config, exports, converge, str(cafile))
+    assert hetzner.unknown == [] and github.model.unknown_requests == [], (hetzner.unknown, github.model)
+    return site
+
+
+class _ServerWatcher(threading.Thread):
+    """Calls back with the first lab server that appears (the Hetzner stand-in boots it)."""
+
+    def __init__(self, lab: Lab, callback: Callable[[Server], object]) -> None:
+        super().__init__(daemon=True)
+        self.lab, self.callback = lab, callback
+        self.known = set(lab.servers)
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            new = [server for name, server in list(self.lab.servers.items()) if name not in self.known]
+            if new and new[0].pid1:
+                self.callback(new[0])
+                return
+            time.sleep(0.05)

@@ -9,12 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from components import render
-from components.settings import load_settings
 from tests.e2e import web
-from tests.e2e.engine import SERVER_IP
 from tests.e2e.load import LoadResult, steady_load
-from tests.e2e.site import DOMAIN, FIXTURES, WORKFLOW, Deployed, deploy_site
+from tests.e2e.site import DOMAIN, FIXTURES, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +43,7 @@ class Migration(migrations.Migration):
 def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     deployed = deploy_site(lab, tmp_path_factory.mktemp("pebble") / "root.pem", repo=REPO, keepReleases=str(KEEP))
     yield deployed
-    lab.remove(deployed.engine.server_name)
+    deployed.remove()
 
 
 def heading(text: str) -> dict[str, str]:
@@ -59,7 +56,7 @@ def push(site: Deployed, files: dict[str, str], message: str) -> None:
 
 def deploy(site: Deployed, command: str = "") -> tuple[float, str, str, int]:
     started = time.monotonic()
-    result = site.ci_ssh(f"{load_settings(site.config.get).deploy_script} {command}".strip())
+    result = site.ci_ssh(f"{site.settings.deploy_script} {command}".strip())
     return time.monotonic() - started, result.stdout, result.stderr, result.returncode
 
 
@@ -88,8 +85,8 @@ def test_a_code_only_deploy_is_fast(site: Deployed) -> None:
     assert status == 0, out + err
     assert "dependencies unchanged" in out and "npm packages unchanged" in out
     web.wait_for(SERVER_IP, DOMAIN, "/", "release three", cafile=site.cafile, timeout=10)
+    # A figure, not a budget: benchmarks/deploys.py measures it side by side.
     print(f"\ncode-only deploy: {seconds:.2f} s")
-    assert seconds <= 5
 
 
 @pytest.mark.parametrize(
@@ -126,15 +123,24 @@ def test_rollback_goes_back_gracefully(site: Deployed) -> None:
 
 
 def test_concurrent_deploys_are_serialised(site: Deployed) -> None:
+    """A second deploy waits for the lock the first holds. The first is held open on purpose (the
+    lock taken as the app user, as deploy.sh takes it), so the overlap does not depend on timing."""
     push(site, heading("release five"), "release five")
+    lock = f"{site.settings.shared_dir}/deploy.lock"
+    site.server.run(
+        f"runuser -u {site.settings.user} -- setsid flock {lock} sleep 8 >/dev/null 2>&1 < /dev/null &", check=True
+    )
+    deadline = time.monotonic() + 10
+    while "sleep 8" not in site.sh("ps -eo args") and time.monotonic() < deadline:
+        time.sleep(0.1)
     results: list[tuple[float, str, str, int]] = []
-    threads = [threading.Thread(target=lambda: results.append(deploy(site))) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert [r[3] for r in results] == [0, 0], results
-    assert sum("waiting for the deploy already running" in r[1] for r in results) == 1
+    deployer = threading.Thread(target=lambda: results.append(deploy(site)))
+    deployer.start()
+    deployer.join(timeout=120)
+    ((seconds, out, err, status),) = results
+    assert status == 0, out + err
+    assert "waiting for the deploy already running" in out
+    assert seconds >= 4, f"the deploy did not wait for the held lock ({seconds:.1f} s)"
     web.wait_for(SERVER_IP, DOMAIN, "/", "release five", cafile=site.cafile, timeout=10)
 
 
@@ -147,7 +153,12 @@ def test_old_releases_are_pruned_and_unused_environments_removed(site: Deployed)
     assert existing == linked
 
 
-def test_the_committed_workflow_is_the_rendered_template(site: Deployed) -> None:
-    recorded = site.engine.github[WORKFLOW]
-    assert recorded["content"] == render.deploy_workflow(load_settings(site.config.get))
-    assert recorded["file"] == WORKFLOW and recorded["branch"] == "main"
+def test_the_workflow_on_github_deploys_a_push(site: Deployed) -> None:
+    """The workflow file GitHub holds (committed by `pulumi up`, after the site served) is what
+    deploys: its steps run as the runner runs them, with the secrets GitHub holds."""
+    workflow = site.workflow()
+    assert workflow[True]["push"]["branches"] == ["main"]  # YAML 1.1 reads the key `on` as true
+    push(site, heading("release six"), "release six")
+    result = site.run_workflow()
+    assert result.returncode == 0, result.stdout + result.stderr
+    web.wait_for(SERVER_IP, DOMAIN, "/", "release six", cafile=site.cafile, timeout=10)

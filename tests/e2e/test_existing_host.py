@@ -16,11 +16,13 @@ import pytest
 
 from components import render
 from components.host import STEPS, TEARDOWN_AFTER
+from components.settings import load_settings
 from tests.e2e import web
 from tests.e2e.cli import CliStack, Run
 from tests.e2e.load import steady_load
 from tests.e2e.site import FIXTURES
 from tests.e2e.testhost import Lab, Server
+from tests.e2e.testhost.github_api import GitHubAPI
 from tests.e2e.testhost.keys import new_ed25519
 
 pytestmark = pytest.mark.e2e
@@ -29,6 +31,7 @@ IP = "198.51.100.5"
 DOMAIN = "www.blog.test"
 APP = "shop"
 GITHUB_TOKEN = "ghp_" + "e2e" * 12
+OWNER = "example"
 API_TOKEN = "api-token-that-must-stay-secret-4711"
 INSTALLED = {
     "the nginx site": f"test -s /etc/nginx/conf.d/{APP}.conf",
@@ -36,7 +39,7 @@ INSTALLED = {
     "the CI key": f"grep -q 'restrict,command=' /home/{APP}/.ssh/authorized_keys",
     "the deploy key": f"test -s /home/{APP}/.ssh/deploy_key",
     "the sudo rule": f"test -s /etc/sudoers.d/django-vps-{APP}",
-    "the forced command": f"test -x /home/{APP}/bin/ci-command",
+    "the forced command": "test -x {ci_command}",
 }
 
 
@@ -45,7 +48,7 @@ class Site:
     lab: Lab
     server: Server
     stack: CliStack
-    github: object
+    github: GitHubAPI
     login_private_key: str
     cafile: str
     first_up: Run
@@ -54,7 +57,9 @@ class Site:
         return web.get(IP, DOMAIN, path, cafile=self.cafile)
 
     def missing(self) -> list[str]:
-        return [what for what, check in INSTALLED.items() if self.server.run(check).returncode != 0]
+        ci_command = load_settings(self.stack.config_values().get).ci_command
+        checks = {what: check.format(ci_command=ci_command) for what, check in INSTALLED.items()}
+        return [what for what, check in checks.items() if self.server.run(check).returncode != 0]
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +78,12 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         lab.set_a(DOMAIN, IP)
         forge = lab.forge()
         clone_url = forge.create_repo(APP, FIXTURES / "blog-pip")
-        github = lab.github_api(token=GITHUB_TOKEN)
-        stack = CliStack(tmp_path_factory.mktemp("existing-host"), env=github.environment())
+        github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(APP,))
+        stack = CliStack(tmp_path_factory.mktemp("existing-host"))
         stack.configure(
             {
                 "domain": DOMAIN,
-                "repository": f"example/{APP}",
+                "repository": f"{OWNER}/{APP}",
                 "cloneUrl": clone_url,
                 "cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
                 "letsencryptEmail": "admin@blog.test",
@@ -90,6 +95,7 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 "existingHostPrivateKey": login.private_openssh,
                 "djangoSecretEnv": json.dumps([f"API_TOKEN={API_TOKEN}"]),
                 "github:token": GITHUB_TOKEN,
+                "github:baseUrl": github.url,
             }
         )
         preview = stack.preview(echo=None)
@@ -100,6 +106,7 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         cafile.write_text(lab.acme_ca_pem())
         yield Site(lab, server, stack, github, login.private_openssh, str(cafile), first)
     finally:
+        github.stop()
         lab.remove("old")
 
 
@@ -110,7 +117,7 @@ def test_up_serves_the_site_over_https(site: Site) -> None:
     assert site.server.run(f"test -x /home/{APP}/{APP}/current/.venv/bin/gunicorn").returncode == 0
     assert site.server.run("command -v npm").returncode != 0
     assert site.missing() == []
-    assert site.github.unknown_requests == []
+    assert site.github.model.unknown_requests == []
 
 
 def test_nothing_to_do_after_up(site: Site) -> None:
@@ -139,7 +146,7 @@ def test_state_and_exports_hold_no_secret_in_plaintext(site: Site) -> None:
     secrets = {
         "the login key": site.login_private_key,
         "the deploy key": site.server.run(f"cat /home/{APP}/.ssh/deploy_key", check=True).stdout,
-        "the CI key": site.github.secret_value(f"example/{APP}", "PRODUCTION_SSH_KEY"),
+        "the CI key": site.github.model.secret_plaintext(APP, "PRODUCTION_SSH_KEY"),
         "the GitHub token": GITHUB_TOKEN,
         "SECRET_KEY": secret_key.strip().split("=", 1)[1],
         "djangoSecretEnv": API_TOKEN,
@@ -220,6 +227,6 @@ def test_destroy_runs_the_teardowns_and_keeps_the_data(site: Site) -> None:
     response = web.get(IP, DOMAIN, "/", https=False)
     assert response.status != 301 and "<h1>blog</h1>" not in response.body, response
     # GitHub holds nothing of the stack.
-    assert site.github.is_empty(), site.github
-    assert site.github.unknown_requests == []
+    assert site.github.model.managed(APP) == {"keys": [], "secrets": [], "files": []}
+    assert site.github.model.unknown_requests == []
     assert site.stack.resources() == {}

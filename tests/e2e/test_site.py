@@ -1,22 +1,21 @@
-"""The whole program, Hetzner mode, against a real Debian server: `pulumi up` (the real __main__.py on
-the lab engine) takes a bare server booted with the program's cloud-init to serving the blog over
-HTTPS from pebble, then the CI path, a second run and a reboot."""
+"""The whole program, Hetzner mode, on the real Pulumi CLI: `pulumi up` asks the Hetzner stand-in for
+a server (booted from the image with the program's cloud-init) and takes it to serving the blog over
+HTTPS from pebble; then the CI path through the workflow GitHub holds, a second run and a reboot;
+`pulumi destroy` at the end leaves the stand-ins empty."""
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
 
+from components import render
 from components.host import STEPS
 from tests.e2e import web
-from tests.e2e.engine import SERVER_IP
-from tests.e2e.site import APP, DOMAIN, FIXTURES, Deployed, deploy_site
+from tests.e2e.site import APP, DOMAIN, FIXTURES, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab
-from tests.support.program import run_program
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +26,13 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dep
         lab, tmp_path_factory.mktemp("pebble") / "root.pem", logSize="1", djangoEnv=json.dumps(["GREETING=hello"])
     )
     yield site
-    lab.remove(site.engine.server_name)
+    hetzner, github = site.hetzner.cloud, site.github.model
+    site.remove()
+    # `pulumi destroy` took everything the stack made: the server, its keys and firewall, the records
+    # (the user's zone stays, with what Hetzner made in it), the key, secrets and workflow on GitHub.
+    assert hetzner.resources() == {"ssh_keys": 0, "firewalls": 0, "servers": 0, "zones": 1, "rrsets": 2}
+    assert github.managed(APP) == {"keys": [], "secrets": [], "files": []}
+    assert not [name for name in lab.servers if name.startswith("hc")], "the lab server outlived destroy"
 
 
 def test_https_serves_the_page_with_a_certificate_from_the_acme_server(deployed: Deployed) -> None:
@@ -94,17 +99,25 @@ def _masters(deployed: Deployed) -> dict[str, str]:
     return {"gunicorn": gunicorn, "nginx": nginx}
 
 
-def test_a_second_run_changes_and_restarts_nothing(deployed: Deployed) -> None:
+def test_a_second_run_changes_and_restarts_nothing(deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> None:
     before = _masters(deployed)
-    unchanged = deployed.engine.new_run()
-    run_program(deployed.engine, deployed.config)
-    assert unchanged.executed == [], "a re-render must give the same triggers"
+    preview = deployed.stack.preview(echo=None)
+    assert set(preview.changes) == {"same"}, preview.changes
+    unchanged = deployed.stack.up(echo=None)
+    assert unchanged.changed() == {}, unchanged.changed()
+    assert set(unchanged.changes) == {"same"}
+    assert set(deployed.stack.refresh(echo=None).changes) <= {"same"}
 
-    forced = deployed.engine.new_run(force_commands=True)
-    started = time.monotonic()
-    run_program(deployed.engine, deployed.config)
-    print(f"\nsecond run with every step forced: {time.monotonic() - started:.1f} s")
-    assert len(forced.executed) == len(STEPS)
+    # Every host script edited: each step is updated (re-run in place), and re-running them all
+    # restarts nothing: the scripts converge.
+    original = render.render
+    monkeypatch.setattr(
+        render, "render", lambda t, **c: original(t, **c) + ("# edited\n" if t.startswith("host-") else "")
+    )
+    forced = deployed.stack.up(echo=None)
+    print(f"\nsecond run with every step's script edited (all updated): {forced.seconds:.1f} s")
+    steps = {f"{APP}-host-{role}" for role in STEPS}
+    assert {name for name, ops in forced.changed().items() if ops == ["update"]} == steps, forced.changed()
     assert _masters(deployed) == before
     assert deployed.https("/").status == 200
 
