@@ -9,6 +9,7 @@ diff, replacement, delete, dependency and secret handling, the state file) is th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
@@ -107,13 +108,22 @@ class CliStack:
         )
 
     def configure(self, config: Mapping[str, str | None]) -> None:
-        """Set (or, for None, remove) settings; keys without a namespace are django-vps's."""
+        """Set (or, for None, remove) settings; keys without a namespace are django-vps's. A JSON
+        array is set item by item (`pulumi config set --path 'key[0]' ...`), as the CLI wants a list
+        for a setting Pulumi.yaml types as an array."""
         for key, value in config.items():
             full = key if ":" in key else f"{PROJECT}:{key}"
+            secret = full in SECRET_SETTINGS
+            if value is None or value.startswith("["):
+                with contextlib.suppress(auto.CommandError):
+                    self.stack.remove_config(full)
             if value is None:
-                self.stack.remove_config(full)
+                continue
+            if value.startswith("["):
+                for index, item in enumerate(json.loads(value)):
+                    self.stack.set_config(f"{full}[{index}]", auto.ConfigValue(str(item), secret=secret), path=True)
             else:
-                self.stack.set_config(full, auto.ConfigValue(value, secret=full in SECRET_SETTINGS))
+                self.stack.set_config(full, auto.ConfigValue(value, secret=secret))
 
     def _run(self, operation: Callable[..., Any], echo: Callable[[str], object] | None, **kwargs: Any) -> Run:
         lines: list[str] = []
