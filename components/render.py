@@ -3,22 +3,39 @@
 Every script that runs on the host comes from here, so each can be read, diffed, tested and run
 on the test host without Pulumi. Rendering is deterministic: the same input gives the same bytes,
 which is what lets the engine re-run a step (an update) exactly when its content changes.
+
+Templates write values only through the encoders of encode.py, as filters chosen by the file's
+syntax (`{{ domain | nginx }}`, `{{ clone_url | sh }}`, `{{ run_sh | heredoc("SCRIPT") }}`): the
+environment's `finalize` refuses any other output, so a raw `{{ value }}` fails to render.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shlex
 from pathlib import Path
 
 import jinja2
+import yaml
 
-from components.settings import Settings
+from components import encode, sshkeys
+from components.encode import Encoded
+from components.settings import LOGS_ROOT, OPT_ROOT, SUPERVISOR_CONF, Settings
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 UV_VERSION = "0.13.9"
 DNS_WAIT_ATTEMPTS = 60
 DNS_WAIT_INTERVAL = 10
+SUPERVISORCTL = "/usr/bin/supervisorctl"
+# What earlier versions installed in ~/bin; the supervisor step removes them (files/unlink_beneath.py).
+LEGACY_BIN_FILES = ("run.sh", "gunicorn.conf.py", "deploy.sh", "release_check.py", "redact.py", "ci-command")
+
+
+def _only_encoded(value: object) -> object:
+    """Jinja's finalize: an output is encoded text, or a number (which every syntax reads as is)."""
+    if isinstance(value, Encoded) or type(value) is int:
+        return value
+    raise encode.EncodeError(f"a template writes {str(value)[:60]!r} without an encoder (| sh, | nginx, ...)")
+
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(FILES),
@@ -27,9 +44,27 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     autoescape=False,
+    finalize=_only_encoded,
 )
-# `| sh` quotes a value for bash: URLs and emails may hold characters the shell would interpret.
-_env.filters["sh"] = shlex.quote
+_env.filters.update(
+    {
+        "sh": encode.shell,
+        "sh_words": encode.shell_words,
+        "heredoc": encode.heredoc,
+        "comment": encode.comment,
+        "nginx": encode.nginx,
+        "supervisor": encode.supervisor,
+        "dotenv": encode.dotenv,
+        "sudoers": encode.sudoers,
+        "sshd": encode.sshd,
+        "yaml": encode.yaml,
+        "yaml_block": encode.yaml_block,
+        "py": encode.python,
+    }
+)
+
+
+_env.globals["supervisor_conf"] = SUPERVISOR_CONF
 
 
 def render(template: str, **context: object) -> str:
@@ -55,6 +90,9 @@ def _paths(s: Settings) -> dict[str, object]:
         "shared_dir": s.shared_dir,
         "env_file": s.env_file,
         "domain": s.domain,
+        "opt_root": OPT_ROOT,
+        "opt_dir": s.opt_dir,
+        "bin_dir": s.bin_dir,
     }
 
 
@@ -80,6 +118,7 @@ def deploy_sh(s: Settings) -> str:
         health_check_path=s.health_check_path,
         keep_releases=s.keep_releases,
         shared_paths=s.shared_paths,
+        supervisorctl=SUPERVISORCTL,
     )
 
 
@@ -87,6 +126,7 @@ def ci_command_sh(s: Settings) -> str:
     return render(
         "ci-command.sh.j2",
         deploy_script=s.deploy_script,
+        legacy_deploy_script=f"{s.legacy_bin_dir}/deploy.sh",
         redact=s.redact_script,
         env_file=s.env_file,
         secret_names=secret_names(s),
@@ -98,9 +138,14 @@ def redact_py() -> str:
     return (FILES / "redact.py").read_text()
 
 
-def secret_names(s: Settings) -> str:
+def unlink_beneath_py() -> str:
+    """Static: root's tool for removing files in the app user's tree without following a link."""
+    return (FILES / "unlink_beneath.py").read_text()
+
+
+def secret_names(s: Settings) -> tuple[str, ...]:
     """The .env names whose values a deploy's output must never show, for redact.py."""
-    return " ".join(["SECRET_KEY", *(name for name, _ in s.django_secret_env)])
+    return ("SECRET_KEY", *(name for name, _ in s.django_secret_env))
 
 
 def release_check_py() -> str:
@@ -109,11 +154,26 @@ def release_check_py() -> str:
 
 
 def supervisor_program(s: Settings) -> str:
-    return render("supervisor-program.conf.j2", **_paths(s))
+    return render(
+        "supervisor-program.conf.j2",
+        **_paths(s),
+        environment=encode.supervisor_environment([("HOME", s.home), ("USER", s.user)]),
+    )
+
+
+# What the app user may run as root: supervisorctl with Debian's configuration named (never the
+# search that starts in the working directory), for its own program, from / (sudoers CWD).
+SUDO_COMMANDS = (("avail",), ("status", "{app}"), ("signal", "HUP", "{app}"), ("start", "{app}"))
+
+
+def sudo_commands(s: Settings) -> tuple[tuple[str, ...], ...]:
+    base = (SUPERVISORCTL, "-c", SUPERVISOR_CONF)
+    return tuple((*base, *(word.format(app=s.app_name) for word in args)) for args in SUDO_COMMANDS)
 
 
 def sudoers(s: Settings) -> str:
-    return render("sudoers.j2", **_paths(s))
+    commands = Encoded(", ".join(encode.sudoers_command(argv) for argv in sudo_commands(s)))
+    return render("sudoers.j2", user=s.user, commands=commands)
 
 
 # nginx 1.25.1 (Debian 13) deprecates `listen ... http2` for `http2 on`, which 1.22 and 1.24 lack.
@@ -133,19 +193,67 @@ def nginx_site(s: Settings, *, tls: bool) -> str:
 
 def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) -> str:
     """The .env file; holds secrets, so only ever rendered inside an apply and sent by stdin."""
-    return render(
-        "django.env.j2", domain=s.domain, logs=s.logs, secret_key=secret_key, extra=[*s.django_env, *secret_env]
-    )
+    logs = s.logs
+    managed = [
+        ("SECRET_KEY", secret_key),
+        ("DEBUG", "False"),
+        ("ALLOWED_HOSTS", s.domain),
+        ("CSRF_TRUSTED_ORIGINS", f"https://{s.domain}"),
+        ("LOGS_DIR", logs.directory),
+        ("LOG_FILENAME", logs.filename),
+        ("LOG_SIZE", str(logs.size_mb)),
+        ("LOG_ROTATE", str(logs.rotate)),
+        ("LOG_LEVEL", logs.level),
+    ]
+    return render("django.env.j2", variables=[*managed, *s.django_env, *secret_env])
+
+
+class _CloudConfigDumper(yaml.SafeDumper):
+    """PyYAML's safe serializer, with multi-line strings (the host key) as literal blocks."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_CloudConfigDumper.add_representer(str, _str_representer)
+
+CLOUD_INIT_HEADER = """#cloud-config
+# Rendered by django-vps (a YAML serializer writes it). The SSH host key is generated by the stack,
+# so every connection pins it from the first one on. Logins go to the admin user (sudo) with keys
+# only; root cannot log in. With ssh_keys given, cloud-init generates no host key of its own (cc_ssh).
+"""
 
 
 def cloud_init(host_private_key: str, host_public_key: str, authorized_keys: list[str], admin_user: str) -> str:
-    return render(
-        "cloud-init.yaml.j2",
-        admin_user=admin_user,
-        host_private_key=host_private_key.strip(),
-        host_public_key=host_public_key.strip(),
-        authorized_keys=[key.strip() for key in authorized_keys],
-    )
+    """The user data, serialized by PyYAML rather than templated: a value cannot become YAML syntax.
+    Every key is parsed and written again (sshkeys.py)."""
+    private = host_private_key.strip() + "\n"
+    encode.refuse_controls(private, "the host key", allow="\n")
+    document = {
+        "ssh_deletekeys": True,
+        "ssh_keys": {
+            "ed25519_private": private,
+            "ed25519_public": sshkeys.public_key(host_public_key.strip(), keep_comment=False).line(),
+        },
+        "disable_root": True,
+        "ssh_pwauth": False,
+        "users": [
+            {
+                "name": admin_user,
+                "gecos": "django-vps administrator",
+                "shell": "/bin/bash",
+                "groups": ["sudo"],
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "lock_passwd": True,
+                "ssh_authorized_keys": [sshkeys.public_key(key.strip()).line() for key in authorized_keys],
+            }
+        ],
+        "package_update": False,
+    }
+    body = yaml.dump(document, Dumper=_CloudConfigDumper, sort_keys=False, allow_unicode=False, width=200)
+    return CLOUD_INIT_HEADER + body
 
 
 def deploy_workflow(s: Settings) -> str:
@@ -165,29 +273,62 @@ def packages_step(s: Settings) -> str:
     return render("host-packages.sh.j2", uv_version=UV_VERSION)
 
 
+def known_hosts_clone(s: Settings) -> str:
+    return "".join(f"{encode.known_host(line)}\n" for line in s.clone_host_keys)
+
+
+def authorized_keys(s: Settings, ci_public_key: str) -> str:
+    """The CI key may only deploy or roll back: a forced command, no pty, no forwarding of any kind."""
+    return encode.authorized_key(ci_public_key.strip(), [("restrict", None), ("command", s.ci_command)]) + "\n"
+
+
 def app_user_step(s: Settings, ci_public_key: str) -> str:
     return render(
         "host-app-user.sh.j2",
         **_paths(s),
-        clone_host_keys=s.clone_host_keys,
-        ci_public_key=ci_public_key.strip(),
+        deploy_key=s.deploy_key_file,
+        ssh_dir=s.ssh_dir,
+        known_hosts=s.clone_known_hosts,
+        known_hosts_file=known_hosts_clone(s),
+        authorized_keys=s.authorized_keys,
+        authorized_keys_file=authorized_keys(s, ci_public_key),
         ci_command=s.ci_command,
         ci_command_sh=ci_command_sh(s),
-        sudoers=sudoers(s).rstrip("\n"),
+        sudoers=sudoers(s),
+        sudoers_file=f"/etc/sudoers.d/django-vps-{s.app_name}",
     )
 
 
 def security_step(s: Settings) -> str:
     return render(
         "host-security.sh.j2",
-        login_user=s.login_user,
+        permit_root_login="prohibit-password" if s.login_user == "root" else "no",
         host_firewall=s.host_firewall,
         fail2ban=s.fail2ban,
     )
 
 
+def _logs_context(s: Settings) -> dict[str, object]:
+    """logsDir in our own tree (/var/log/django-vps/<app>): root makes the directories down to the
+    app's one; the app user makes the rest."""
+    dedicated = f"{LOGS_ROOT}/{s.app_name}"
+    ours = s.logs.directory == dedicated or s.logs.directory.startswith(dedicated + "/")
+    return {"logs_dir": s.logs.directory, "logs_root": LOGS_ROOT if ours else None, "logs_app_dir": dedicated}
+
+
 def clone_step(s: Settings) -> str:
-    return render("host-clone.sh.j2", **_paths(s), clone_url=s.clone_url, branch=s.branch, logs_dir=s.logs.directory)
+    ssh_command = (
+        f"ssh -i {s.deploy_key_file} -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile={s.clone_known_hosts}"
+    )
+    return render(
+        "host-clone.sh.j2",
+        **_paths(s),
+        **_logs_context(s),
+        clone_url=s.clone_url,
+        branch=s.branch,
+        ssh_command=ssh_command,
+    )
 
 
 def env_step(s: Settings) -> str:
@@ -209,7 +350,13 @@ def deploy_step(s: Settings) -> str:
 
 
 def supervisor_step(s: Settings) -> str:
-    return render("host-supervisor.sh.j2", **_paths(s), program_conf=supervisor_program(s))
+    return render(
+        "host-supervisor.sh.j2",
+        **_paths(s),
+        program_conf=supervisor_program(s),
+        legacy_files=LEGACY_BIN_FILES,
+        unlink_beneath_py=unlink_beneath_py(),
+    )
 
 
 def _site_context(s: Settings) -> dict[str, object]:
@@ -230,9 +377,20 @@ def dns_wait_step(s: Settings, expected_ipv4: str) -> str:
     )
 
 
+def ocsp_snippet(s: Settings) -> str:
+    """What the certbot step writes for a certificate that names an OCSP responder; the https site
+    includes it."""
+    return render("nginx-ocsp.conf.j2", domain=s.domain)
+
+
 def certbot_step(s: Settings) -> str:
     return render(
-        "host-certbot.sh.j2", **_paths(s), **_site_context(s), email=s.letsencrypt_email, acme_server=s.acme_server
+        "host-certbot.sh.j2",
+        **_paths(s),
+        **_site_context(s),
+        email=s.letsencrypt_email,
+        acme_server=s.acme_server,
+        ocsp_snippet=ocsp_snippet(s),
     )
 
 
@@ -242,4 +400,12 @@ TEARDOWN_PARTS = ("nginx", "supervisor", "app-user", "security")
 def teardown_step(s: Settings, part: str) -> str:
     if part not in TEARDOWN_PARTS:
         raise ValueError(f"no teardown for {part!r}: one of {', '.join(TEARDOWN_PARTS)}")
-    return render("host-teardown.sh.j2", **_paths(s), part=part, ci_command=s.ci_command)
+    return render(
+        "host-teardown.sh.j2",
+        **_paths(s),
+        part=part,
+        ci_command=s.ci_command,
+        deploy_key=s.deploy_key_file,
+        authorized_keys=s.authorized_keys,
+        sudoers_file=f"/etc/sudoers.d/django-vps-{s.app_name}",
+    )

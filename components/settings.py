@@ -19,15 +19,19 @@ from urllib.parse import urlparse
 
 import pulumi
 import yaml
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import (
-    load_ssh_private_key,
-    load_ssh_public_key,
-)
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 from publicsuffixlist import PublicSuffixList
+
+from components import sshkeys
+from components.encode import CONTROL
 
 PROJECT = "django-vps"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
+# Root-owned trees of the program: scripts (bin) and daemon configuration, outside every home.
+OPT_ROOT = "/opt/django-vps"
+# Debian's supervisor configuration; supervisorctl is always given it (-c), never left to search
+# the working directory first.
+SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"
 
 IMAGES = ("debian-12", "debian-13", "ubuntu-24.04")
 LOCATIONS = ("fsn1", "nbg1", "hel1", "ash", "hil", "sin")
@@ -110,10 +114,25 @@ _WSGI = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![./])$")
 _BODY_SIZE = re.compile(r"^[0-9]{1,6}[kKmMgG]?$")
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# RFC 5322's dot-atom: the local part's atext (quotes, $ and ` among them: the encoders carry them).
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 _SERVER_TYPE = re.compile(r"^(cx|cpx|cax|ccx)[0-9]{2}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_CLONE_SCP = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^\s]+)$")
+# user@host:path, none of them starting with '-' (ssh would read it as an option).
+_CLONE_SCP = re.compile(
+    r"^(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)"
+    r":(?P<path>[A-Za-z0-9_~./][A-Za-z0-9_~./-]*)$"
+)
+_URL_PATH = re.compile(r"^[A-Za-z0-9_~./%:@+=,?&-]*$")
+# Strings longer than this are refused (a key of 16384 bits is 2.8 kB in OpenSSH form).
+MAX_LENGTH = 4096
+# Settings whose value is multi-line by nature; every other one is a single line.
+MULTI_LINE_SETTINGS = frozenset({"existingHostPrivateKey"})
+# Where a logsDir outside the app directory may be: a tree of our own, /var/log/django-vps/<appName>.
+LOGS_ROOT = "/var/log/django-vps"
 
 
 _GITHUB_BASE_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
@@ -281,8 +300,37 @@ class Settings:
         return f"{self.shared_dir}/.env"
 
     @property
+    def opt_dir(self) -> str:
+        """Root's directory for the app: what root runs, or configures a daemon of root's with, lives
+        here, outside the app user's home (the app user could replace anything there)."""
+        return f"{OPT_ROOT}/{self.app_name}"
+
+    @property
     def bin_dir(self) -> str:
+        """run.sh, deploy.sh, ci-command and what they run: root's, read-only to the app user."""
+        return f"{self.opt_dir}/bin"
+
+    @property
+    def legacy_bin_dir(self) -> str:
+        """Where earlier versions installed bin_dir, inside the home: removed when a host converges."""
         return f"{self.home}/bin"
+
+    @property
+    def ssh_dir(self) -> str:
+        return f"{self.home}/.ssh"
+
+    @property
+    def deploy_key_file(self) -> str:
+        """The read-only deploy key; the app user's file, written by the app user."""
+        return f"{self.ssh_dir}/deploy_key"
+
+    @property
+    def clone_known_hosts(self) -> str:
+        return f"{self.ssh_dir}/known_hosts_clone"
+
+    @property
+    def authorized_keys(self) -> str:
+        return f"{self.ssh_dir}/authorized_keys"
 
     @property
     def run_script(self) -> str:
@@ -379,10 +427,29 @@ def _is_secret(key: str) -> bool:
     return declared_config()[key]["description"].startswith("SECRET")
 
 
+def check_text(key: str, text: str, *, index: int | None = None) -> str:
+    """What no setting has a use for: a control character (NUL, CR, tab...), a line break of any
+    syntax (LF, NEL, U+2028, U+2029), or a string longer than MAX_LENGTH. One line naming the
+    setting; a secret's value is never shown."""
+    item = "" if index is None else f"item {index} "
+    shown = item + ("" if _is_secret(key) else f"{text[:40]!r}{'...' if len(text) > 40 else ''} ")
+    allowed = "\n" if key in MULTI_LINE_SETTINGS else ""
+    found = next((char for char in CONTROL.findall(text) if char not in allowed), None)
+    if found is not None:
+        raise SettingError(
+            key,
+            f"{shown}holds the control character or line break U+{ord(found):04X} at position "
+            f"{text.index(found)}: a setting is one line of printable text; remove it",
+        )
+    if len(text) > MAX_LENGTH * (4 if key in MULTI_LINE_SETTINGS else 1):
+        raise SettingError(key, f"{shown}is {len(text)} characters long: the most accepted is {MAX_LENGTH}")
+    return text
+
+
 def _parse(key: str, kind: str, raw: Any) -> Any:
     """Config arrives as strings (or JSON for arrays); convert to the declared type."""
     if kind == "string":
-        return str(raw)
+        return check_text(key, str(raw))
     if kind == "integer":
         try:
             return int(str(raw).strip())
@@ -403,7 +470,7 @@ def _parse(key: str, kind: str, raw: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             shown = "" if _is_secret(key) else f"{str(raw)[:60]!r} is not a list of strings: "
             raise SettingError(key, f"{shown}must be a list of strings (pulumi config set --path '{key}[0]' <value>)")
-        return [item.strip() for item in value]
+        return [check_text(key, item, index=index).strip() for index, item in enumerate(value)]
     raise AssertionError(f"Pulumi.yaml declares unknown type {kind!r} for {key}")
 
 
@@ -452,11 +519,34 @@ def _repository(reader: _Reader) -> str:
 def _clone_host(url: str) -> str | None:
     scp = _CLONE_SCP.match(url)
     if scp:
-        return scp["host"]
+        return scp["host"] if _HOSTNAME.match(scp["host"].lower()) or _is_ip(scp["host"]) else None
     parsed = urlparse(url)
-    if parsed.scheme == "ssh" and parsed.hostname and parsed.username:
+    try:
+        port = parsed.port
+    except ValueError:
+        return None
+    if (
+        parsed.scheme == "ssh"
+        and parsed.hostname
+        and (_HOSTNAME.match(parsed.hostname) or _is_ip(parsed.hostname))
+        and parsed.username
+        and re.match(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$", parsed.username)
+        and parsed.password is None
+        and (port is None or 0 < port < 65536)
+        and _URL_PATH.match(parsed.path)
+        and not parsed.query
+        and not parsed.fragment
+    ):
         return parsed.hostname
     return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _clone(reader: _Reader, repository: str) -> tuple[str, tuple[str, ...]]:
@@ -475,32 +565,25 @@ def _clone(reader: _Reader, repository: str) -> tuple[str, tuple[str, ...]]:
                 "host's known_hosts lines (ssh-keyscan it once and check them)",
             )
         lines = GITHUB_HOST_KEYS
+    parsed = []
     for line in lines:
-        parts = line.split()
-        if len(parts) < 3:
-            raise SettingError(
-                "cloneHostKeys", f"{line[:60]!r} is not a known_hosts line: '<host> <key-type> <base64-key>'"
-            )
-        _public_key("cloneHostKeys", " ".join(parts[1:3]))
-    return url, lines
+        try:
+            parsed.append(sshkeys.known_host(line).line())
+        except sshkeys.KeyFormatError as error:
+            raise SettingError("cloneHostKeys", f"{_shown(line)} {error}") from None
+    return url, tuple(parsed)
 
 
-def _public_key(key: str, text: str) -> str:
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _public_key(key: str, text: str, *, keep_comment: bool = True) -> str:
+    """The key re-serialized from its parse ("type base64 [comment]")."""
     try:
-        loaded = load_ssh_public_key(text.encode())
-    except (ValueError, TypeError) as error:
-        shown = text if len(text) < 40 else text[:37] + "..."
-        raise SettingError(
-            key,
-            f"{shown!r} is not an SSH public key ({error}): use an OpenSSH line "
-            "such as 'ssh-ed25519 AAAA... comment' (ed25519, ecdsa or rsa)",
-        ) from None
-    if isinstance(loaded, rsa.RSAPublicKey) and loaded.key_size < 2048:
-        raise SettingError(
-            key,
-            f"{text[:37]!r}... is a {loaded.key_size}-bit RSA key: use ed25519 or an RSA key of 2048 bits or more",
-        )
-    return text
+        return sshkeys.public_key(text, keep_comment=keep_comment).line()
+    except sshkeys.KeyFormatError as error:
+        raise SettingError(key, f"{_shown(text)} {error}") from None
 
 
 def _names(reader: _Reader, repository: str) -> tuple[str, str]:
@@ -598,12 +681,7 @@ def _host_mode(reader: _Reader, app_user: str) -> tuple[HetznerServer | None, Ex
             "is required with existingHost: give its SSH host public key "
             f"(ssh-keyscan -t ed25519 {address}, checked on the console)",
         )
-    host_key = _public_key(
-        "existingHostKey",
-        " ".join(host_key.split()[-2:])
-        if host_key.count(" ") >= 2 and not host_key.startswith(("ssh-", "ecdsa-"))
-        else host_key,
-    )
+    host_key = _host_key(host_key)
     private_key = reader.string("existingHostPrivateKey")
     if not private_key:
         raise SettingError(
@@ -618,6 +696,18 @@ def _host_mode(reader: _Reader, app_user: str) -> tuple[HetznerServer | None, Ex
             "existingHostPrivateKey", "is not an unencrypted OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----)"
         ) from None
     return None, ExistingHost(address, user, host_key, pulumi.Output.secret(private_key + "\n"), image)
+
+
+def _host_key(text: str) -> str:
+    """ "type base64", from that, a public key line with a comment, or a known_hosts line (what
+    ssh-keyscan prints)."""
+    tokens = text.split(" ")
+    if tokens[0] in sshkeys.KEY_TYPES or len(tokens) < 3:
+        return _public_key("existingHostKey", text, keep_comment=False)
+    try:
+        return sshkeys.known_host(text).key.line()
+    except sshkeys.KeyFormatError as error:
+        raise SettingError("existingHostKey", f"{_shown(text)} {error}") from None
 
 
 def _address(key: str, address: str) -> str:
@@ -653,9 +743,25 @@ def _acme(reader: _Reader) -> str:
     if value in ACME_SERVERS:
         return ACME_SERVERS[value]
     parsed = urlparse(value)
-    if parsed.scheme != "https" or not parsed.hostname:
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if (
+        parsed.scheme != "https"
+        or not parsed.hostname
+        or not (_HOSTNAME.match(parsed.hostname) or _is_ip(parsed.hostname))
+        or parsed.username is not None
+        or port == -1
+        or not _URL_PATH.match(parsed.path + ("?" + parsed.query if parsed.query else ""))
+        or parsed.fragment
+        or value != value.strip()
+        or " " in value
+    ):
         raise SettingError(
-            "acmeServer", f"{value!r} is not allowed: use production, staging or an https:// ACME directory URL"
+            "acmeServer",
+            f"{_shown(value)} is not allowed: use production, staging or an https:// ACME directory URL "
+            "(host, optional port, a path of URL characters)",
         )
     return value
 
@@ -675,21 +781,35 @@ def _env_pairs(key: str, items: list[str], *, secret: bool) -> list[tuple[str, s
             )
         if name in seen:
             raise SettingError(key, f"{name} is given twice")
-        if "\n" in value:
-            raise SettingError(key, f"{name}'s value spans lines: .env values must be one line")
         seen.add(name)
         pairs.append((name, value))
     return pairs
 
 
-def _logs(reader: _Reader, shared_dir: str, app_name: str) -> LogSettings:
-    directory = reader.string("logsDir") or f"{shared_dir}/logs"
-    if not directory.startswith("/") or ".." in directory.split("/") or not re.match(r"^[\w./-]+$", directory):
+def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
+    directory = reader.string("logsDir") or f"{app_dir}/shared/logs"
+    parts = directory.split("/")
+    if (
+        not directory.startswith("/")
+        or any(part in ("", ".", "..") or part.startswith("-") for part in parts[1:])
+        or not re.match(r"^[A-Za-z0-9_./-]+$", directory)
+    ):
         raise SettingError(
-            "logsDir", f"{directory!r} is not an absolute path of letters, digits, '.', '_', '-' and '/' (no '..')"
+            "logsDir",
+            f"{_shown(directory)} is not an absolute path of letters, digits, '.', '_', '-' and '/' "
+            "(no '..', '.', '//', trailing '/' or leading '-' in a part)",
+        )
+    # The app user owns its log directory: anywhere else than its own tree or ours, chowning it
+    # would hand it a system directory (/, /etc, /var/log, another user's).
+    dedicated = f"{LOGS_ROOT}/{app_name}"
+    if not (directory.startswith(app_dir + "/") or directory == dedicated or directory.startswith(dedicated + "/")):
+        raise SettingError(
+            "logsDir",
+            f"{_shown(directory)} is outside the app's own trees: use a directory inside {app_dir}/ "
+            f"or {dedicated} (or inside it)",
         )
     filename = reader.string("logFilename") or f"{app_name}.log"
-    if not re.match(r"^[\w.-]{1,100}$", filename) or filename in (".", ".."):
+    if not re.match(r"^[A-Za-z0-9_.-]{1,100}$", filename) or filename in (".", ".."):
         raise SettingError("logFilename", f"{filename!r} is not a file name: use letters, digits, '.', '_' and '-'")
     return LogSettings(
         directory,
@@ -776,7 +896,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
     github_base_url = raw("github:baseUrl") or None
     if github_base_url is not None and not _GITHUB_BASE_URL.fullmatch(github_base_url):
         raise pulumi.RunError(
-            f"github:baseUrl: {github_base_url!r} is not a URL: give GitHub Enterprise's, e.g. https://ghe.example.com/"
+            f"github:baseUrl: {_shown(github_base_url)} is not a URL: give GitHub Enterprise's, e.g. https://ghe.example.com/"
         )
     return Settings(
         domain=domain,
@@ -798,7 +918,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
         letsencrypt_email=email,
         acme_server=_acme(reader),
         client_max_body_size=body,
-        logs=_logs(reader, shared_dir_of(user, app_name), app_name),
+        logs=_logs(reader, app_dir_of(user, app_name), app_name),
         django_env=tuple(_env_pairs("djangoEnv", reader.value("djangoEnv"), secret=False)),
         django_secret_env=tuple((k, pulumi.Output.secret(v)) for k, v in secret_env),
         django_secret_key=pulumi.Output.secret(secret_key) if secret_key else None,

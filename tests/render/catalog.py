@@ -66,12 +66,9 @@ def all_files(s: Settings) -> dict[str, str]:
 
 
 def ocsp_snippet(s: Settings) -> str:
-    """What the certbot step writes (inline, no render function) for a certificate that names an
-    OCSP responder; the https site includes it."""
-    return (
-        "ssl_stapling on;\nssl_stapling_verify on;\n"
-        f"ssl_trusted_certificate /etc/letsencrypt/live/{s.domain}/chain.pem;\n"
-    )
+    """What the certbot step writes for a certificate that names an OCSP responder; the https site
+    includes it."""
+    return render.ocsp_snippet(s)
 
 
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")

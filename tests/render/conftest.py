@@ -6,6 +6,7 @@ handling that stops only what a test started, by PID."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -57,6 +58,12 @@ def make_settings(**overrides: object) -> Settings:
     return _cached_load(_config(overrides))
 
 
+def logs_moved(s: Settings, directory: Path | str) -> Settings:
+    """s with Django's log directory moved somewhere a test can write (logsDir itself accepts only
+    the app's own trees, none of which exists here)."""
+    return dataclasses.replace(s, logs=dataclasses.replace(s.logs, directory=str(directory)))
+
+
 def fresh_settings(**overrides: object) -> Settings:
     """As make_settings, loaded anew."""
     return _load(_config(overrides))
@@ -99,7 +106,7 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "branch": "release/2025.1",
         "appName": "shop",
         "user": "shopper",
-        "logsDir": "/srv/logs/shop",
+        "logsDir": "/var/log/django-vps/shop/django",
         "logFilename": "django.log",
         "clientMaxBodySize": "64m",
         "acmeServer": "staging",

@@ -30,7 +30,11 @@ record() { local IFS=$'\x1f'; printf '%s\n' "$*" >>"$SANDBOX/calls"; }
 """
 
 _FILE_TOOLS = {
-    "mktemp": 'record mktemp "$@"\nexec {mktemp} "$SANDBOX/tmp/tmp.XXXXXX"',
+    # Under `sudo -u USER` (SANDBOX_AS), what a tool makes is USER's.
+    "mktemp": """record mktemp "$@"
+tmp=$({mktemp} "$SANDBOX/tmp/tmp.XXXXXX")
+if [ -n "${{SANDBOX_AS:-}}" ]; then printf '%s\\n' "$SANDBOX_AS:$SANDBOX_AS" >"$tmp.owner"; fi
+printf '%s\\n' "$tmp\"""",
     "chmod": 'record chmod "$@"\nexec {chmod} "$1" "$(map "$2")"',
     "chown": 'record chown "$@"\nprintf \'%s\\n\' "$1" >"$(map "$2").owner"',
     "mv": """[ "$1" = -f ] && shift
@@ -44,17 +48,47 @@ for arg in "$@"; do case $arg in -*) args+=("$arg") ;; *) args+=("$(map "$arg")"
 record cp "$@"
 exec {cp} "${{args[@]}}\"""",
     "rm": """record rm "$@"
-for arg in "$@"; do case $arg in -*) ;; *) {rm} -f "$(map "$arg")" "$(map "$arg").owner" ;; esac; done""",
+flags=(-f)
+for arg in "$@"; do case $arg in -*r*) flags=(-rf) ;; esac; done
+for arg in "$@"; do case $arg in -*) ;; *) {rm} "${{flags[@]}}" "$(map "$arg")" "$(map "$arg").owner" ;; esac; done""",
     "cmp": """args=()
 for arg in "$@"; do case $arg in -*) args+=("$arg") ;; *) args+=("$(map "$arg")") ;; esac; done
 exec {cmp} "${{args[@]}}\"""",
-    # Only `stat -c FORMAT PATH` is used; the owner comes from what chown recorded.
+    # Only `stat -c FORMAT PATH` is used; the owner comes from what chown, install or a write as
+    # another user recorded. A directory the mirror lacks is the host's own: root's.
     "stat": """path=$(map "$3")
 owner=$({cat} "$path.owner" 2>/dev/null || echo root:root)
+if [ "$2" = %u ]; then
+    case $owner in root:*) echo 0 ;; *) echo 1001 ;; esac
+    exit 0
+fi
 exec {stat} -c "${{2//%U:%G/$owner}}" "$path\"""",
+    # install -d [-m MODE] [-o OWNER -g GROUP] DIR...: the directories, their owner recorded.
     "install": """record install "$@"
-for last in "$@"; do :; done
-{mkdir} -p "$(map "$last")\"""",
+owner=${{SANDBOX_AS:+$SANDBOX_AS:$SANDBOX_AS}}
+dirs=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        -d) ;;
+        -m) shift ;;
+        -o) owner=$2:$2; shift ;;
+        -g) owner=${{owner%%:*}}:$2; shift ;;
+        *) dirs+=("$1") ;;
+    esac
+    shift
+done
+for dir in "${{dirs[@]}}"; do
+    {mkdir} -p "$(map "$dir")"
+    if [ -n "$owner" ]; then printf '%s\\n' "$owner" >"$(map "$dir").owner"; fi
+done""",
+    # sudo [-n] -u USER [-H] [--] COMMAND...: recorded; COMMAND runs, as USER, if it is a sandbox tool.
+    "sudo": """record sudo "$@"
+as=""
+[ "$1" = -n ] && shift
+[ "$1" = -u ] && {{ as=$2; shift 2; }}
+[ "$1" = -H ] && shift
+[ "$1" = -- ] && shift
+if [ -x "$SANDBOX/bin/$1" ]; then SANDBOX_AS=$as exec "$@"; fi""",
     # Real openssl on the mirror's files (the certbot step reads the certificate's OCSP URI).
     "openssl": """args=()
 for arg in "$@"; do case $arg in -*) args+=("$arg") ;; *) args+=("$(map "$arg")") ;; esac; done
@@ -64,9 +98,10 @@ exec {openssl} "${{args[@]}}\"""",
 
 # Tools that only record their call; some answer as the real one would on a working host.
 _RECORDERS = {
-    "supervisorctl": 'if [ "$1" = status ]; then echo "$2                 RUNNING   pid 4242, uptime 0:00:05"; fi',
+    "supervisorctl": """[ "$1" = -c ] && shift 2
+if [ "$1" = status ]; then echo "$2                 RUNNING   pid 4242, uptime 0:00:05"; fi""",
     "nginx": 'if [ -e "$SANDBOX/nginx-rejects" ]; then echo "nginx: configuration test failed" >&2; exit 1; fi',
-    "certbot": """while [ $# -gt 0 ]; do if [ "$1" = --cert-name ]; then name=$2; fi; shift; done
+    "certbot": """while [ $# -gt 0 ]; do case $1 in --cert-name=*) name=${{1#--cert-name=}} ;; esac; shift; done
 {mkdir} -p "$SANDBOX/root/etc/letsencrypt/live/$name"
 : >"$SANDBOX/root/etc/letsencrypt/live/$name/fullchain.pem\"""",
     # `sshd -t` keeps a copy of the drop-ins it was asked to check, and fails on demand.
@@ -76,7 +111,7 @@ if [ -e "$SANDBOX/sshd-rejects" ]; then echo "sshd_config.d/10-django-vps.conf: 
     "apt-get": "",
     "visudo": "",
     "systemctl": "",
-    "sudo": "",
+    "python3": "",
     # Users "exist" once useradd made them: a file per user, and the home directory.
     "useradd": """while [ $# -gt 1 ]; do if [ "$1" = --home-dir ]; then home=$2; fi; shift; done
 {mkdir} -p "$SANDBOX/users" "$(map "$home")"
@@ -84,11 +119,12 @@ if [ -e "$SANDBOX/sshd-rejects" ]; then echo "sshd_config.d/10-django-vps.conf: 
 """,
     "usermod": "",
     "id": '[ -e "$SANDBOX/users/${{!#}}" ] && echo 1001',
+    "getent": 'if [ "$1" = passwd ] && [ -e "$SANDBOX/users/$2" ]; then echo "$2:x:1001:1001::/home/$2:/bin/sh"; fi',
     "sleep": "",
 }
 
 # Read-only tools the scripts may use for real.
-_REAL = ("cat", "grep", "seq")
+_REAL = ("cat", "grep", "seq", "cut", "sh")
 
 
 def _real(name: str) -> str:

@@ -19,7 +19,7 @@ from tests.render.conftest import ROOT, ed25519_keypair, fresh_settings, make_se
 CONFIG = {
     "dependencies": "uv",
     "gunicornWorkers": 3,
-    "logsDir": "/srv/logs/blog",
+    "logsDir": "/var/log/django-vps/blog",
     "djangoEnv": ["FEATURE=on"],
     "clientMaxBodySize": "10M",
 }
@@ -53,13 +53,13 @@ def test_rendering_is_the_same_in_other_processes() -> None:
 
 
 NGINX = {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}
-# What names a path under the app user's home besides the app-user step and the forced command.
+# What names a path under the app user's home besides the app-user step and the forced command (the
+# workflow does not: it names deploy.sh, in root's directory for the app).
 HOME_PATHS = {
     *NGINX,
     "run.sh",
     "deploy.sh",
     "deploy_step",
-    "deploy_workflow",
     "clone_step",
     "env_step",
     "sudoers",
@@ -75,7 +75,7 @@ HOME_PATHS = {
         ("gunicornWorkers", 4, {"gunicorn.conf.py", "deploy_step"}),
         ("branch", "production", {"deploy.sh", "deploy_step", "clone_step", "deploy_workflow"}),
         ("logLevel", "WARNING", {"django_env"}),
-        ("logsDir", "/srv/logs/other", {"django_env", "clone_step"}),
+        ("logsDir", "/var/log/django-vps/blog/other", {"django_env", "clone_step"}),
         ("letsencryptEmail", "ops@example.com", {"certbot_step"}),
         ("acmeServer", "staging", {"certbot_step"}),
         ("keepReleases", 3, {"deploy.sh", "deploy_step"}),

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from components import render
-from tests.render.conftest import ROOT, make_settings
+from tests.render.conftest import ROOT, logs_moved, make_settings
 
 SNIPPET = ROOT / "files" / "logging_settings.py"
 
@@ -48,7 +48,7 @@ print(json.dumps({"logging": settings.LOGGING != {}, "has_log_path": hasattr(set
 
 def _env_from_rendered(logs_dir: Path) -> dict[str, str]:
     """The LOG* variables exactly as the rendered .env carries them."""
-    s = make_settings(logsDir=str(logs_dir), logSize=1, logRotate=2, logLevel="ERROR")
+    s = logs_moved(make_settings(logSize=1, logRotate=2, logLevel="ERROR"), logs_dir)
     env = {}
     for line in render.django_env(s, "x" * 50, []).splitlines():
         if line and not line.startswith("#"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from components import render
-from tests.render.conftest import FIXTURE_BLOG_PIP, make_settings
+from tests.render.conftest import FIXTURE_BLOG_PIP, logs_moved, make_settings
 
 DOMAIN = "blog.test"
 WSGI = "main.wsgi:application"
@@ -43,7 +43,7 @@ class Release:
         self.check = tmp_path / "bin" / "release_check.py"
         self.check.parent.mkdir()
         self.check.write_text(render.release_check_py())
-        s = make_settings(domain=DOMAIN, logsDir=str(self.logs))
+        s = logs_moved(make_settings(domain=DOMAIN), self.logs)
         env_text = render.django_env(s, "s" * 50, [])
         assert {"DEBUG=False", f"ALLOWED_HOSTS={DOMAIN}", f"LOGS_DIR={self.logs}"} <= set(env_text.splitlines())
         self.db = self.dir / "db.sqlite3"

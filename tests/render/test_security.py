@@ -453,7 +453,10 @@ def _ci_command(s: Settings, tmp_path: Path) -> tuple[Path, Path]:
     script = tmp_path / "ci-command"
     relocated = relocate(
         render.ci_command_sh(s),
-        {f'{s.deploy_script} "$1"': f'{stub} "$1"', f" {s.redact_script} {s.env_file} ": f" {redact} {env} "},
+        {
+            'redacted() { "$deploy" "$1"': f'redacted() {{ {stub} "$1"',
+            f" {s.redact_script} {s.env_file} ": f" {redact} {env} ",
+        },
     )
     assert str(stub) in relocated and str(redact) in relocated, "the paths to move are not where they were"
     script.write_text(relocated)
@@ -471,11 +474,15 @@ def _run(script: Path, original_command: str | None, **env: str) -> subprocess.C
 
 
 @pytest.mark.parametrize(("suffix", "argument"), [("", "deploy"), (" deploy", "deploy"), (" rollback", "rollback")])
+@pytest.mark.parametrize("path", ["deploy_script", "legacy"])
 def test_ci_command_runs_deploy_sh_with_its_output_masked(
-    variant: Settings, suffix: str, argument: str, tmp_path: Path
+    variant: Settings, suffix: str, argument: str, path: str, tmp_path: Path
 ) -> None:
+    """The workflow's command, or the one a workflow written for an earlier version sends (the
+    scripts were in ~/bin): the same deploy.sh, root's, runs."""
     script, out = _ci_command(variant, tmp_path)
-    result = _run(script, variant.deploy_script + suffix)
+    asked = variant.deploy_script if path == "deploy_script" else f"{variant.legacy_bin_dir}/deploy.sh"
+    result = _run(script, asked + suffix)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "deploy.sh ran with the key [secret SECRET_KEY]\n" and result.stderr == ""
     assert out.read_text().splitlines() == [argument]
@@ -505,6 +512,8 @@ def test_ci_command_refuses_anything_else(variant: Settings, tmp_path: Path) -> 
         f"{deploy} deploy\nid",
         f"bash -c {deploy}",
         f"sudo {deploy}",
+        f"{variant.legacy_bin_dir}/deploy.sh; id",
+        f"{variant.legacy_bin_dir}/ci-command",
     ):
         result = _run(script, command)
         assert result.returncode == 1, command

@@ -15,11 +15,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from components import render
+from components.settings import SUPERVISOR_CONF
 from tests.render.catalog import ocsp_snippet
 from tests.render.conftest import CI_PUBLIC_KEY, find_tool, make_settings
 from tests.render.sandbox import Sandbox, sandboxed
 
 HOOK = "/etc/letsencrypt/renewal-hooks/deploy/django-vps-reload-nginx"
+# Every supervisorctl of root's steps names Debian's configuration.
+SUPERVISORCTL = ["supervisorctl", "-c", SUPERVISOR_CONF]
+
+
+def as_app(s, *command: str) -> list[str]:
+    """How a step runs a command as the app user."""
+    return ["sudo", "-n", "-u", s.user, "-H", "--", *command]
 
 
 @pytest.fixture
@@ -51,13 +59,18 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
     assert sandbox.meta(s.release_check) == ("0644", "root:root")
     assert sandbox.meta(s.redact_script) == ("0644", "root:root")
     assert sandbox.meta(s.gunicorn_conf) == ("0644", "root:root")  # read by gunicorn, which the app user runs
+    # Root's directory for the app, outside the app user's home.
+    assert s.bin_dir == f"/opt/django-vps/{s.app_name}/bin" and not s.bin_dir.startswith(s.home)
+    assert ["install", "-d", "-m", "0755", "-o", "root", "-g", "root", "/opt/django-vps", s.opt_dir, s.bin_dir] in (
+        sandbox.calls("install")
+    )
     # deploy.sh as the app user, its output through the mask (as the app user too: root reads nothing
     # in the app user's tree), with the .env and the names of the secrets.
     assert sorted(sandbox.calls("sudo")) == sorted(
         [
-            ["sudo", "-u", s.user, "-H", "--", s.deploy_script],
-            ["sudo", "-u", s.user, "-H", "--", "python3", "-I", s.redact_script, s.env_file,
-             "SECRET_KEY", *(name for name, _ in s.django_secret_env)],
+            as_app(s, s.deploy_script),
+            as_app(s, "python3", "-I", s.redact_script, s.env_file, "SECRET_KEY",
+                   *(name for name, _ in s.django_secret_env)),
         ]
     )  # fmt: skip
 
@@ -69,8 +82,12 @@ def test_supervisor_step_installs_the_program(variant, sandbox: Sandbox) -> None
     assert sandbox.files() == {conf: render.supervisor_program(s)}
     assert sandbox.meta(conf) == ("0644", "root:root")
     calls = sandbox.calls("supervisorctl")
-    assert calls[:2] == [["supervisorctl", "reread"], ["supervisorctl", "update", s.app_name]]
-    assert ["supervisorctl", "status", s.app_name] in calls
+    assert calls[:2] == [[*SUPERVISORCTL, "reread"], [*SUPERVISORCTL, "update", s.app_name]]
+    assert [*SUPERVISORCTL, "status", s.app_name] in calls
+    # Once it runs, what earlier versions left in ~/bin goes, by the tool that follows no link.
+    (python,) = sandbox.calls("python3")
+    assert python == ["python3", "-I", "-", s.home, "bin", *render.LEGACY_BIN_FILES]
+    assert calls.index([*SUPERVISORCTL, "status", s.app_name]) < sandbox.calls().index(python)
 
 
 def test_app_user_step_installs_keys_and_sudo_rule(variant, sandbox: Sandbox) -> None:
@@ -85,15 +102,21 @@ def test_app_user_step_installs_keys_and_sudo_rule(variant, sandbox: Sandbox) ->
         f"{s.home}/.ssh/authorized_keys": f'restrict,command="{s.ci_command}" {CI_PUBLIC_KEY}\n',
         sudoers: render.sudoers(s),
     }
+    # The app user's own files are written by the app user (root never writes in its tree).
     owner = f"{s.user}:{s.user}"
     assert sandbox.meta(f"{s.home}/.ssh/deploy_key") == ("0600", owner)
+    assert sandbox.meta(f"{s.home}/.ssh/known_hosts_clone") == ("0644", owner)
     assert sandbox.meta(f"{s.home}/.ssh/authorized_keys") == ("0600", owner)
-    # The forced command is root's, beside deploy.sh: the CI key (the app user) cannot change it.
+    assert as_app(s, "install", "-d", "-m", "0700", f"{s.home}/.ssh") in sandbox.calls("sudo")
+    assert not [c for c in sandbox.calls("chown") if c[-1].startswith(s.home)], "root chowned in the home"
+    # The forced command is root's, beside deploy.sh, outside the home: the CI key (the app user)
+    # cannot change it.
     assert s.ci_command == f"{s.bin_dir}/ci-command"
     assert sandbox.meta(s.ci_command) == ("0755", "root:root")
     assert sandbox.meta(sudoers) == ("0440", "root:root")
+    # sh (dash): sshd runs the forced command with it, and it reads no ~/.bashrc.
     assert sandbox.calls("useradd") == [
-        ["useradd", "--create-home", "--home-dir", s.home, "--shell", "/bin/bash", "--user-group", s.user]
+        ["useradd", "--create-home", "--home-dir", s.home, "--shell", "/bin/sh", "--user-group", s.user]
     ]
     assert sandbox.calls("usermod") == [["usermod", "--append", "--groups", s.user, "www-data"]]
     # The rule is checked by visudo before it is installed.
@@ -110,14 +133,16 @@ def test_env_step_reloads_gunicorn_only_when_the_env_changed(sandbox: Sandbox) -
     s = make_settings()
     env = render.django_env(s, "x" * 50, [])
     step = render.env_step(s)
-    hup = ["supervisorctl", "signal", "HUP", s.app_name]
+    hup = [*SUPERVISORCTL, "signal", "HUP", s.app_name]
 
     sandbox.run(step, stdin=env)
     assert s.env_file == f"{s.app_dir}/shared/.env"
     assert sandbox.files() == {s.env_file: env}
+    # Written by the app user, in its own tree.
     assert sandbox.meta(s.env_file) == ("0600", f"{s.user}:{s.user}")
-    # The shared directory may not exist yet when the .env is written; the step makes it, the app's.
-    assert ["install", "-d", "-m", "0755", "-o", s.user, "-g", s.user, s.shared_dir] in sandbox.calls("install")
+    assert sandbox.calls("chown") == []
+    # The shared directory may not exist yet when the .env is written; the app user makes it.
+    assert as_app(s, "install", "-d", "-m", "0755", s.app_dir, s.shared_dir) in sandbox.calls("sudo")
     assert hup in sandbox.calls("supervisorctl")
 
     sandbox.clear_calls()
@@ -150,8 +175,8 @@ def test_nginx_site_lifecycle(variant, sandbox: Sandbox) -> None:
     (certbot,) = sandbox.calls("certbot")
     assert certbot[1:] == [
         "certonly", "--nginx", "--non-interactive", "--agree-tos", "--no-eff-email",
-        "--email", s.letsencrypt_email, "--server", s.acme_server,
-        "--cert-name", s.domain, "-d", s.domain, "--keep-until-expiring",
+        f"--email={s.letsencrypt_email}", f"--server={s.acme_server}",
+        f"--cert-name={s.domain}", f"--domains={s.domain}", "--keep-until-expiring",
     ]  # fmt: skip
     files = sandbox.files()
     assert files[site] == https
@@ -309,9 +334,15 @@ def test_certbot_step_writes_the_ocsp_snippet_only_for_a_certificate_with_a_resp
 def test_teardown_app_user_removes_keys_and_sudo_rule(sandbox: Sandbox) -> None:
     s = make_settings()
     sandbox.run(render.app_user_step(s, CI_PUBLIC_KEY), stdin="key\n")
-    assert s.ci_command in sandbox.files()
-    sandbox.run(render.teardown_step(s, "app-user"))
+    sandbox.run(render.deploy_step(s))
+    assert {s.ci_command, s.deploy_script, s.run_script} <= set(sandbox.files())
+    sandbox.clear_calls()
+    result = sandbox.run(render.teardown_step(s, "app-user"))
     assert sandbox.files() == {f"{s.home}/.ssh/known_hosts_clone": "".join(f"{k}\n" for k in s.clone_host_keys)}
+    # The keys in the app user's tree are removed by the app user; root's tree for the app by root.
+    assert as_app(s, "rm", "-f", s.authorized_keys, s.deploy_key_file) in sandbox.calls("sudo")
+    assert ["rm", "-rf", s.opt_dir] in sandbox.calls("rm")
+    assert "removed the CI key, the deploy key, the sudo rule and /opt/django-vps/blog" in result.stdout
 
 
 def test_teardown_supervisor_removes_the_program(sandbox: Sandbox) -> None:
@@ -321,9 +352,9 @@ def test_teardown_supervisor_removes_the_program(sandbox: Sandbox) -> None:
     sandbox.run(render.teardown_step(s, "supervisor"))
     assert sandbox.files() == {}
     assert sandbox.calls("supervisorctl") == [
-        ["supervisorctl", "stop", s.app_name],
-        ["supervisorctl", "reread"],
-        ["supervisorctl", "update"],
+        [*SUPERVISORCTL, "stop", s.app_name],
+        [*SUPERVISORCTL, "reread"],
+        [*SUPERVISORCTL, "update"],
     ]
 
 

@@ -31,6 +31,7 @@ from components.settings import Settings
 from tests.render.conftest import (
     FIXTURE_BLOG_PIP,
     find_tool,
+    logs_moved,
     make_settings,
     relocate,
     short_temporary_directory,
@@ -105,7 +106,13 @@ class Host:
     def __init__(self, root: Path, s: Settings) -> None:
         self.root, self.s = root, s
         self.user = pwd.getpwuid(os.getuid()).pw_name
-        self.paths = {s.home: f"{root}{s.home}", "/var/log/supervisor/": f"{root}/var/log/supervisor/"}
+        self.paths = {
+            s.home: f"{root}{s.home}",
+            s.opt_dir: f"{root}{s.opt_dir}",
+            "/var/log/supervisor/": f"{root}/var/log/supervisor/",
+        }
+        # What run.sh names: the app's tree and root's directory for the app.
+        self.run_paths = {s.home: self.paths[s.home], s.opt_dir: self.paths[s.opt_dir]}
 
     def path(self, host_path: str) -> Path:
         return Path(f"{self.root}{host_path}")
@@ -145,11 +152,11 @@ class Host:
         env.chmod(0o600)
         self.release("r1")
         self.switch("r1")
-        for directory in ("run", "bin"):
-            self.path(f"{s.home}/{directory}").mkdir(parents=True)
+        self.path(f"{s.home}/run").mkdir(parents=True)
+        self.path(s.bin_dir).mkdir(parents=True)
         self.path("/var/log/supervisor").mkdir(parents=True)
         run = self.path(s.run_script)
-        run.write_text(relocate(render.run_sh(s), {s.home: self.paths[s.home]}))
+        run.write_text(relocate(render.run_sh(s), self.run_paths))
         run.chmod(0o755)
         self.path(s.gunicorn_conf).write_text(render.gunicorn_conf(s))
         conf_d = self.path("/etc/supervisor/conf.d")
@@ -201,7 +208,7 @@ def _run_sh_starts(s: Settings, run_sh: str, root: Path) -> list[list[str]]:
         python.chmod(0o755)
     script = host.path(s.run_script)
     script.parent.mkdir(parents=True)
-    script.write_text(relocate(run_sh, {s.home: host.paths[s.home]}))
+    script.write_text(relocate(run_sh, host.run_paths))
     script.chmod(0o755)
     starts = []
     for release in ("r1", "r2"):
@@ -331,7 +338,7 @@ def running(tools: tuple[str, str]) -> Iterator[tuple[Settings, Host, Ctl]]:
 
 
 def _running(supervisord: str, supervisorctl: str, short_tmp: Path) -> Iterator[tuple[Settings, Host, Ctl]]:
-    s = make_settings(gunicornWorkers=2, logsDir=str(short_tmp / "logs"))
+    s = logs_moved(make_settings(gunicornWorkers=2), short_tmp / "logs")
     host = Host(short_tmp, s)
     conf = host.build()
     migrate = subprocess.run(
@@ -474,7 +481,7 @@ def test_a_new_worker_count_is_live_after_a_hup(running) -> None:
     s, host, ctl = running
     master = int(ctl("pid", s.app_name).stdout)
     wait_for(lambda: len(children(master)) == 2, timeout=60, what="2 workers")
-    changed = make_settings(gunicornWorkers=3, logsDir=s.logs.directory)
+    changed = logs_moved(make_settings(gunicornWorkers=3), s.logs.directory)
     host.path(s.gunicorn_conf).write_text(render.gunicorn_conf(changed))
     assert ctl("signal", "HUP", s.app_name).returncode == 0
     wait_for(lambda: len(children(master)) == 3, timeout=60, what="3 workers after the HUP")

@@ -80,7 +80,7 @@ def test_workflow_runs_on_push_to_the_branch_and_runs_the_deploy_script(branch: 
     }
     command = deploy["run"].split()
     assert command[0] == "ssh"
-    assert command[-1] == s.deploy_script == "/home/shopper/bin/deploy.sh"
+    assert command[-1] == s.deploy_script == "/opt/django-vps/shop/bin/deploy.sh"
     assert command[-2] == '"$SSH_USERNAME@$SSH_HOST"'
     options = {command[i + 1] for i, word in enumerate(command) if word == "-o"}
     assert {"StrictHostKeyChecking=yes", "UserKnownHostsFile=~/.ssh/known_hosts", "IdentitiesOnly=yes"} <= options

@@ -120,24 +120,32 @@ def test_derived_paths() -> None:
     s = load(appName="site", user="web")
     assert s.home == "/home/web"
     assert s.app_dir == "/home/web/site"
-    assert s.bin_dir == "/home/web/bin"
-    assert s.run_script == "/home/web/bin/run.sh"
-    assert s.deploy_script == "/home/web/bin/deploy.sh"
+    # What root runs or configures a daemon with is root's, outside the app user's home.
+    assert s.bin_dir == "/opt/django-vps/site/bin"
+    assert s.run_script == "/opt/django-vps/site/bin/run.sh"
+    assert s.deploy_script == "/opt/django-vps/site/bin/deploy.sh"
+    assert s.legacy_bin_dir == "/home/web/bin"
     assert s.socket_path == "/home/web/run/site.sock"
     assert s.current_dir == "/home/web/site/current"
     assert s.shared_dir == "/home/web/site/shared"
     assert s.env_file == "/home/web/site/shared/.env"
-    assert s.release_check == "/home/web/bin/release_check.py"
-    assert s.ci_command == "/home/web/bin/ci-command"  # beside deploy.sh, in the root-owned bin/
+    assert s.release_check == "/opt/django-vps/site/bin/release_check.py"
+    assert s.ci_command == "/opt/django-vps/site/bin/ci-command"  # beside deploy.sh, in the root-owned bin/
+    # The app user's own SSH files, which the app user writes.
+    assert (s.deploy_key_file, s.clone_known_hosts, s.authorized_keys) == (
+        "/home/web/.ssh/deploy_key",
+        "/home/web/.ssh/known_hosts_clone",
+        "/home/web/.ssh/authorized_keys",
+    )
     assert s.logs.directory == "/home/web/site/shared/logs"
     assert s.logs.filename == "site.log"
     assert s.url == "https://blog.com"
 
 
 def test_explicit_logs_settings_win() -> None:
-    s = load(logsDir="/var/log/blog", logFilename="django.log", logSize="10", logRotate="7", logLevel="INFO")
+    s = load(logsDir="/var/log/django-vps/blog", logFilename="django.log", logSize="10", logRotate="7", logLevel="INFO")
     assert (s.logs.directory, s.logs.filename, s.logs.size_mb, s.logs.rotate, s.logs.level) == (
-        "/var/log/blog",
+        "/var/log/django-vps/blog",
         "django.log",
         10,
         7,
@@ -543,7 +551,7 @@ BAD: list[Any] = [
     ({"healthCheckPath": "https://blog.com/"}, "healthCheckPath", "https://blog.com/", "start with /"),
     ({"healthCheckPath": "/my health/"}, "healthCheckPath", "/my health/", "e.g. / or /health/"),
     ({"healthCheckPath": "/$(id)"}, "healthCheckPath", "/$(id)", "e.g. / or /health/"),
-    ({"healthCheckPath": "/health/\n/admin/"}, "healthCheckPath", "/health/\\n/admin/", "start with /"),
+    ({"healthCheckPath": "/health/\n/admin/"}, "healthCheckPath", "/health/\\n/admin/", "one line"),
     ({"sharedPaths": ["../uploads"]}, "sharedPaths", "../uploads", "relative path inside the project"),
     ({"sharedPaths": ["media/../../etc"]}, "sharedPaths", "media/../../etc", "no '.', '..'"),
     ({"sharedPaths": ["/srv/media"]}, "sharedPaths", "/srv/media", "relative path inside the project"),
@@ -574,7 +582,7 @@ BAD: list[Any] = [
     ({"djangoEnv": ["LOG_LEVEL=DEBUG"]}, "djangoEnv", "LOG_LEVEL", "set by the program itself"),
     ({"djangoEnv": ["SECRET_KEY=abc"]}, "djangoEnv", "SECRET_KEY", "use djangoSecretKey"),
     ({"djangoEnv": ["TIME_ZONE=UTC", "TIME_ZONE=Atlantic/Canary"]}, "djangoEnv", "TIME_ZONE", "given twice"),
-    ({"djangoEnv": ["MOTD=line one\nline two"]}, "djangoEnv", "MOTD", "must be one line"),
+    ({"djangoEnv": ["MOTD=line one\nline two"]}, "djangoEnv", "MOTD", "one line"),
     ({"djangoEnv": "TIME_ZONE=UTC"}, "djangoEnv", "TIME_ZONE=UTC", "list of strings"),
     # required
     ({"domain": None}, "domain", None, "pulumi config set domain"),

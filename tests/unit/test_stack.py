@@ -272,7 +272,7 @@ def test_read_only_deploy_key_and_workflow_file(run_stack) -> None:
     for name in SECRET_NAMES:
         assert f"secrets.{name}" in workflow.inputs["content"]
     assert "StrictHostKeyChecking=yes" in workflow.inputs["content"]
-    assert workflow.inputs["content"].rstrip().endswith("/home/blog/bin/deploy.sh")
+    assert workflow.inputs["content"].rstrip().endswith("/opt/django-vps/blog/bin/deploy.sh")
 
 
 def test_github_resources_use_the_explicit_provider_for_the_owner(run_stack) -> None:
@@ -532,7 +532,7 @@ def test_prod_example_exports(run_stack) -> None:
         "sshCommand": f"ssh admin@{SERVER_IPV4}",
         "appUser": "blog",
         "appDirectory": "/home/blog/blog",
-        "deployCommand": f"ssh blog@{SERVER_IPV4} /home/blog/bin/deploy.sh",
+        "deployCommand": f"ssh blog@{SERVER_IPV4} /opt/django-vps/blog/bin/deploy.sh",
         "hostKey": host_key,
         "githubSecrets": SECRET_NAMES,
         "dnsRecords": [
