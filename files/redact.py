@@ -17,9 +17,13 @@ def main() -> None:
     try:
         with open(env_file, encoding="utf-8", errors="replace") as env:
             for line in env:
-                name, sep, value = line.rstrip("\n").partition("=")
-                if sep and name in names and len(value) >= 6:
-                    masks[value] = f"[secret {name}]"
+                name, sep, value = line.strip().partition("=")
+                value = value.strip()
+                # As python-decouple reads it: one pair of surrounding quotes is the encoding's.
+                if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                    value = value[1:-1]
+                if sep and name.strip() in names and len(value) >= 6:
+                    masks[value] = f"[secret {name.strip()}]"
     except OSError as error:
         print(f"redact.py: {env_file}: {error.strerror}; secrets are not masked", file=sys.stderr)
     longest_first = sorted(masks, key=len, reverse=True)

@@ -26,6 +26,9 @@ def main() -> int:
         base_fd = os.open(base, OPEN_DIRECTORY)
     except FileNotFoundError:
         return 0
+    except OSError as error:
+        print(f"unlink_beneath: {base} left alone: {error.strerror}")
+        return 0
     try:
         try:
             fd = os.open(directory, OPEN_DIRECTORY, dir_fd=base_fd)

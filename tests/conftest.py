@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import pytest
 
+ROOT_NEEDED = "needs root: it acts as root against files of another uid (tests/run runs as root)"
 # The only skips allowed, by their exact reason, each with why it is acceptable. Add one only for a
 # condition the project's test command (`tests/run`, as root on Debian 12) never meets.
 ALLOWED_SKIPS: dict[str, str] = {
     "nft needs CAP_NET_ADMIN, in a network namespace of its own: run as root": (
         "an unprivileged developer run cannot make a network namespace for the firewall checks; "
         "tests/run runs as root (as the README says), so the project's own runs never take it"
+    ),
+    ROOT_NEEDED: (
+        "the privilege-boundary tests are about what root does to another user's files, so an unprivileged "
+        "developer run cannot make them; tests/run runs as root, so the project's own runs never take it"
     ),
 }
 
