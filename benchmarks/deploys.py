@@ -14,10 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.settings import load_settings
-from tests.e2e.engine import SERVER_IP
 from tests.e2e.load import LoadResult, steady_load
-from tests.e2e.site import DOMAIN, FIXTURES, Deployed, deploy_site
+from tests.e2e.site import DOMAIN, FIXTURES, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab
 
 REPO = "bench"
@@ -60,7 +58,7 @@ def row(name: str, seconds: list[float], loads: list[LoadResult]) -> str:
 def main(rounds: int) -> None:
     with Lab() as lab, tempfile.TemporaryDirectory() as tmp:
         site = deploy_site(lab, Path(tmp) / "root.pem", repo=REPO)
-        script = load_settings(site.config.get).deploy_script
+        script = site.settings.deploy_script
         results: dict[str, tuple[list[float], list[LoadResult]]] = {"seed": ([], []), "ours": ([], [])}
         for number in range(rounds):
             for variant in ("seed", "ours"):
