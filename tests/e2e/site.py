@@ -126,9 +126,12 @@ class Deployed:
         with the passphrase sees it)."""
         return json.loads(self.stack.cli("stack", "export", "--show-secrets").stdout)
 
-    def outputs_of(self, name_suffix: str) -> dict[str, Any]:
+    def outputs_of(self, name: str, type_: str | None = None) -> dict[str, Any]:
+        """A resource's outputs in the state, secrets decrypted, by its name (and type)."""
         (resource,) = [
-            r for r in self.shown_secrets()["deployment"]["resources"] if r["urn"].endswith(f"::{name_suffix}")
+            r
+            for r in self.shown_secrets()["deployment"]["resources"]
+            if r["urn"].rsplit("::", 1)[-1] == name and type_ in (None, r["type"])
         ]
         return _plain(resource.get("outputs", {}))
 

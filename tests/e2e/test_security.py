@@ -77,9 +77,10 @@ def secrets_of(site: Deployed) -> dict[str, str]:
         "provisioning key": "blog-server-provisioning-key",
         "host key": "blog-server-host-key",
         "CI key": "blog-github-ci-key",
-        "deploy key": "tls:index/privateKey:PrivateKey::blog-github-deploy-key",
+        "deploy key": "blog-github-deploy-key",  # the tls key; the GitHub deploy key has the same name
     }
-    found = {name: site.outputs_of(suffix)["privateKeyOpenssh"] for name, suffix in keys.items()}
+    tls_key = "tls:index/privateKey:PrivateKey"
+    found = {name: site.outputs_of(resource, tls_key)["privateKeyOpenssh"] for name, resource in keys.items()}
     return {
         **found,
         "SECRET_KEY": site.outputs_of("blog-secret-key")["result"],
@@ -136,7 +137,8 @@ def test_passwords_and_root_logins_are_refused(site) -> None:
     # Hetzner gives root the project's keys it was created with, the provisioning key among them: so
     # only the SSH configuration refuses this login (cloud-init's disable_root would let it in, to
     # print a message).
-    public = deployed.outputs_of("blog-server-provisioning-key")["publicKeyOpenssh"].split()[1]
+    public = deployed.outputs_of("blog-server-provisioning-key", "tls:index/privateKey:PrivateKey")
+    public = public["publicKeyOpenssh"].split()[1]
     assert public in deployed.sh("cat /root/.ssh/authorized_keys")
     as_root = ssh_cli(deployed, "root", provisioning_key, "id")
     assert as_root.returncode != 0 and "uid=0" not in as_root.stdout
