@@ -1,5 +1,7 @@
-"""A small local engine: the Pulumi SDK's mock runtime, with mocks that PERFORM what the providers
-would do against the test lab. Only Hetzner's and GitHub's APIs are stood in for:
+"""The old e2e engine, kept only so benchmarks/converge.py can show it beside the real CLI: the Pulumi
+SDK's mock runtime, with mocks that PERFORM what the providers would do against the test lab. It
+runs every step strictly in order and knows nothing of replacements or deletes; the e2e suite runs
+the real CLI (tests/e2e/cli.py). Only Hetzner's and GitHub's APIs are stood in for:
 
 - command:remote:Command   runs `create` (or `update`) over real SSH with paramiko: the pinned host
                            key is checked (RejectPolicy), stdin is sent, a non-zero exit fails the run.
