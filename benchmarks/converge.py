@@ -13,10 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.old_engine import LabEngine, run_remote
 from components import render
 from tests.e2e import web
 from tests.e2e.cli import CliStack
-from benchmarks.old_engine import LabEngine, run_remote
 from tests.e2e.testhost import Lab
 from tests.e2e.testhost.keys import new_ed25519
 from tests.support.program import run_program
