@@ -4,6 +4,7 @@ the project pushed to the lab's forge, and one `pulumi up` of a new file-backend
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -50,8 +51,9 @@ class Deployed:
     cafile: str
     exports: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def settings(self) -> Settings:
+        # Read once, here: loading makes pulumi Outputs, which need the main thread's event loop.
         return load_settings(self.config.get)
 
     @property
@@ -199,6 +201,7 @@ def deploy_site(
     converge = time.monotonic() - started
     cafile.write_text(lab.acme_ca_pem())
     site = Deployed(lab, stack, hetzner, github, config, first, converge, str(cafile), dict(first.outputs))
+    assert site.settings.domain == DOMAIN
     print(
         f"\nconverge on the real CLI (bare API to HTTPS, Hetzner mode, {config.get('django-vps:image', 'debian-12')}):"
         f" {converge:.1f} s"
