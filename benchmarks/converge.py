@@ -55,7 +55,7 @@ def main() -> None:
         root = new_ed25519()
         servers = {
             ip: lab.server(name, ip, root_authorized_keys=[root.public])
-            for name, ip in (("floor", FLOOR_IP), ("program", PROGRAM_IP), ("old-engine", OLD_ENGINE_IP))
+            for name, ip in (("floor", FLOOR_IP), ("program", PROGRAM_IP), ("oldengine", OLD_ENGINE_IP))
         }
         cafile = Path(work) / "ca.pem"
 
