@@ -116,7 +116,9 @@ class LabEngine(pulumi.runtime.Mocks):
         inputs = reveal(args.inputs)
         typ = args.typ
         if typ == "command:remote:Command":
-            script = inputs["update"] if update and inputs.get("update") else inputs["create"]
+            script = inputs["update"] if update and inputs.get("update") else inputs.get("create")
+            if not script:  # a teardown-only command: nothing runs until it is deleted
+                return {**inputs, "stdout": "", "stderr": ""}
             started = time.monotonic()
             stdout, stderr = run_remote(inputs["connection"], script, inputs.get("stdin"), args.name)
             with self._lock:
