@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import pulumi
 import yaml
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 from publicsuffixlist import PublicSuffixList
 
@@ -129,6 +130,8 @@ _CLONE_SCP = re.compile(
 _URL_PATH = re.compile(r"^[A-Za-z0-9_~./%:@+=,?&-]*$")
 # Strings longer than this are refused (a key of 16384 bits is 2.8 kB in OpenSSH form).
 MAX_LENGTH = 4096
+_PRIVATE_KEY_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+_PRIVATE_KEY_END = "\n-----END OPENSSH PRIVATE KEY-----"
 # Settings whose value is multi-line by nature; every other one is a single line.
 MULTI_LINE_SETTINGS = frozenset({"existingHostPrivateKey"})
 # Where a logsDir outside the app directory may be: a tree of our own, /var/log/django-vps/<appName>.
@@ -689,8 +692,12 @@ def _host_mode(reader: _Reader, app_user: str) -> tuple[HetznerServer | None, Ex
             "is required with existingHost: pulumi config set --secret existingHostPrivateKey < ~/.ssh/id_ed25519",
         )
     try:
+        # Exactly one PEM block: cryptography would skip text around it, and the key is passed on.
+        lone = private_key.count("-----BEGIN") == 1 and private_key.count("-----END") == 1
+        if not (lone and private_key.startswith(_PRIVATE_KEY_BEGIN) and private_key.endswith(_PRIVATE_KEY_END)):
+            raise ValueError("not a lone PEM block")
         load_ssh_private_key(private_key.encode() + b"\n", password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         # The value is a secret: never echo it.
         raise SettingError(
             "existingHostPrivateKey", "is not an unencrypted OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----)"

@@ -134,7 +134,8 @@ def _real(name: str) -> str:
 
 
 class Sandbox:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, record: tuple[str, ...] = ()) -> None:
+        """`record`: more tools that only record their call (e.g. git, or a canary command)."""
         self.dir = directory
         self.root = directory / "root"
         self.bin = directory / "bin"
@@ -145,8 +146,9 @@ class Sandbox:
             name: _real(name)
             for name in ("mktemp", "chmod", "mv", "cp", "rm", "cmp", "stat", "mkdir", "cat", "openssl")
         }
-        for name, body in {**_FILE_TOOLS, **_RECORDERS}.items():
-            if name in _RECORDERS:
+        recorders = {**_RECORDERS, **dict.fromkeys(record, "")}
+        for name, body in {**_FILE_TOOLS, **recorders}.items():
+            if name in recorders:
                 body = f'record {name} "$@"\n{body}'
             self._stub(name, body.format(**tools))
         for name in _REAL:
