@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from components import render
-from components.settings import SUPERVISOR_CONF
+from components.settings import OPT_ROOT, SUPERVISOR_CONF
 from tests.conftest import ROOT_NEEDED
 from tests.render import jail as jails
 from tests.render.boundary_site import DEPLOY_KEY, SECRET_KEY, VICTIM, VICTIM_NAMES, JailSite, Link, provision
@@ -392,3 +392,28 @@ def test_the_forced_command_runs_without_the_app_users_bashrc(site: JailSite) ->
     assert site.jail.stat("/tmp/bashrc-read") == "absent"
     site.as_app(run.format(shell="/bin/bash"), check=False)
     assert site.jail.stat("/tmp/bashrc-read") != "absent", "control: bash would have read it"
+
+
+# --- pulumi destroy on an existing host ---------------------------------------------------------
+
+
+def test_teardown_removes_only_through_the_app_user(site: JailSite) -> None:
+    """The app-user teardown as root, after the app user pointed its SSH files (and ~/.ssh) at root's
+    files: root removes its own rule and tree, the app user's files go by the app user's hand."""
+    s = site.s
+    jail = site.jail
+    site.as_app(
+        f"ln -sfn {VICTIM}/authorized_keys {s.authorized_keys} && ln -sfn {VICTIM}/deploy_key {s.deploy_key_file}"
+    )
+    before = site.root_state()
+    jail.run(render.teardown_step(s, "supervisor"))
+    jail.run(render.teardown_step(s, "app-user"))
+    assert jail.stat(s.opt_dir) == "absent" and jail.stat(f"/etc/sudoers.d/django-vps-{s.app_name}") == "absent"
+    assert jail.stat(s.authorized_keys) == "absent", "the app user's link is gone, and only the link"
+    after = site.root_state()
+    gone = {path for path in before if path not in after}
+    removed = (OPT_ROOT, f"/etc/sudoers.d/django-vps-{s.app_name}", f"/etc/supervisor/conf.d/{s.app_name}.conf")
+    assert all(path.startswith(removed) for path in gone), gone
+    assert {path: before[path] for path in after} == after, "a root-owned entry changed"
+    victim_intact(site)
+    assert site.as_app("sudo -n -l", check=False).stdout.count("supervisorctl") == 0

@@ -645,3 +645,33 @@ def test_without_proxy_hide_header_the_app_copy_comes_through(
         stop_process(process)
     names = [name.lower() for name, _ in _security_headers(headers)]
     assert names.count("x-content-type-options") == 2 and names.count("referrer-policy") == 2
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["site", "control-without-disable_symlinks"])
+def test_a_link_among_the_media_is_not_served(
+    nginx: str, short_tmp: Path, echo_app: Path, tmp_path: Path, guarded: bool
+) -> None:
+    """Media are the app's to write (and were seeded from the commit): a link among them would let
+    nginx serve whatever www-data can read, such as the database beside media/. The site refuses
+    links there; the control, the same site without `disable_symlinks on;`, serves the database."""
+    s = make_settings()
+    root = NginxPrefix(tmp_path, s)
+    _prepare_app(root, echo_app)
+    shared = root.app_dir / "shared"
+    (shared / "db.sqlite3").write_text("the database\n")
+    (shared / "media" / "leak").symlink_to("../db.sqlite3")
+    site = render.nginx_site(s, tls=False)
+    assert site.count("        disable_symlinks on;\n") == 1
+    if not guarded:
+        site = site.replace("        disable_symlinks on;\n", "")
+    port = free_port()
+    process = _start_nginx(nginx, tmp_path, root.install(site, tls=False, ports={80: port}), port)
+    try:
+        assert _get(port, "/media/y.txt", s.domain)[::2] == (200, b"uploaded by a user\n")
+        status, _, body = _get(port, "/media/leak", s.domain)
+    finally:
+        stop_process(process)
+    if guarded:
+        assert status in (403, 404) and b"the database" not in body
+    else:
+        assert (status, body) == (200, b"the database\n")
