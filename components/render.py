@@ -270,7 +270,7 @@ def deploy_workflow(s: Settings) -> str:
 
 
 def packages_step(s: Settings) -> str:
-    return render("host-packages.sh.j2", uv_version=UV_VERSION)
+    return render("host-packages.sh.j2", uv_version=UV_VERSION, fail2ban=s.fail2ban)
 
 
 def known_hosts_clone(s: Settings) -> str:

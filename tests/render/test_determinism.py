@@ -83,7 +83,7 @@ HOME_PATHS = {
         ("sharedPaths", ["media", "uploads"], {"deploy.sh", "deploy_step"}),
         ("hsts", "false", {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}),
         ("hostFirewall", "false", {"security_step"}),
-        ("fail2ban", "false", {"security_step"}),
+        ("fail2ban", "false", {"security_step", "packages_step"}),
         # Another admin user changes the login and cloud-init, not what a step installs: no step re-runs.
         ("adminUser", "ops", set()),
         # The app user moves the home directory, the forced command and what runs it among it.

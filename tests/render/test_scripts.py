@@ -264,7 +264,11 @@ def test_security_step_parses_and_is_shellcheck_clean_in_every_combination(
     # fail2ban on: our jail is installed; off: a jail of ours from earlier is removed, nothing installed.
     assert ("jail.d/django-vps.local <<'CONF'" in text) is s.fail2ban
     assert ("rm -f /etc/fail2ban/jail.d/django-vps.local" in text) is not s.fail2ban
-    assert ("fail2ban python3-systemd" in text) is s.fail2ban
+    # Its packages come with the packages step's one apt run (no second apt run to wait on dpkg's lock).
+    assert "apt-get" not in text
+    packages = render.packages_step(s)
+    assert "nftables unattended-upgrades" in packages
+    assert ("fail2ban python3-systemd" in packages) is s.fail2ban
 
 
 SCRIPT_TEMPLATES = frozenset(p.name for p in render.FILES.glob("*.sh.j2") if not p.name.startswith("_"))
