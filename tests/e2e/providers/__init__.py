@@ -10,8 +10,9 @@ what Delete runs. Everything the engine decides (diffs into update or replace, c
 the old inputs a delete runs with, `deleted_with`, ordering and parallelism, secrets in state) is
 the real engine's.
 
-A provider module defines `Resource` subclasses and calls `serve(Provider(...))`; `install` writes
-the plugin executables into a PULUMI_HOME where the engine finds them at the SDKs' versions.
+A provider module defines `Resource` subclasses (and `Function`s, its data sources) and calls
+`serve(Provider(...))`; `install` writes the plugin executables into a PULUMI_HOME where the engine
+finds them at the SDKs' versions.
 """
 
 from __future__ import annotations
@@ -73,12 +74,27 @@ class Resource:
         return outputs
 
 
+class Function:
+    """One function (data source) of a stand-in provider: what an invoke of `token` answers."""
+
+    token: ClassVar[str]
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    def invoke(self, args: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
 class Provider:
-    def __init__(self, name: str, resources: list[type[Resource]]) -> None:
+    def __init__(
+        self, name: str, resources: list[type[Resource]], functions: list[type[Function]] | None = None
+    ) -> None:
         self.name = name
         self.version = plugin_version(name)
         self.config: dict[str, Any] = {}
         self.resources = {cls.token: cls(self) for cls in resources}
+        self.functions = {cls.token: cls(self) for cls in functions or []}
         self.lock = threading.Lock()
 
     def configure(self, config: dict[str, Any]) -> None:
@@ -91,6 +107,12 @@ class Provider:
             return self.resources[token]
         except KeyError:
             raise ProviderError(f"the {self.name} stand-in does not implement {token}") from None
+
+    def function(self, token: str) -> Function:
+        try:
+            return self.functions[token]
+        except KeyError:
+            raise ProviderError(f"the {self.name} stand-in does not implement the function {token}") from None
 
 
 def plugin_version(name: str) -> str:
@@ -208,6 +230,11 @@ class _Servicer(provider_pb2_grpc.ResourceProviderServicer):
             return proto.ReadResponse()
         inputs = request.inputs if request.HasField("inputs") else None
         return proto.ReadResponse(id=request.id, properties=to_struct(outputs), inputs=inputs)
+
+    @_guarded
+    def Invoke(self, request: Any, context: Any) -> Any:
+        result = self.p.function(request.tok).invoke(to_dict(request.args))
+        return proto.InvokeResponse(**{"return": to_struct(result)})
 
     @_guarded
     def Delete(self, request: Any, context: Any) -> Any:

@@ -1,5 +1,6 @@
-"""Stand-in for pulumi-resource-hcloud: SshKey, Firewall, Server, Zone and ZoneRrset over the Hetzner
-Cloud API (`hcloud:endpoint`, the lab's stand-in), as terraform-provider-hcloud does through hcloud-go.
+"""Stand-in for pulumi-resource-hcloud: SshKey, Firewall, Server, Zone and ZoneRrset, and the functions
+getServers and getServerType, over the Hetzner Cloud API (`hcloud:endpoint`, the lab's stand-in), as
+terraform-provider-hcloud does through hcloud-go.
 
 Contract read in terraform-provider-hcloud (bridged by pulumi-hcloud 1.43.3):
 - `internal/sshkey/resource.go`: `public_key` is ForceNew; name and labels are updated with
@@ -14,6 +15,12 @@ Contract read in terraform-provider-hcloud (bridged by pulumi-hcloud 1.43.3):
   protection on; an update renames/relabels (`PUT`), changes the type powered off (`poweroff`, then
   `change_type` with `upgrade_disk = !keep_disk`, after which the API starts the server itself),
   toggles backups, moves firewalls and protection; `user_data` is kept in state as base64(SHA-1).
+- `internal/server/data_source.go`: getServers (`hcloud_servers`) lists every page of
+  `GET /servers?label_selector=` (hcloud-go's AllWithOpts) and answers each with
+  getServerAttributes (location from the datacenter, image by name, else its id); its id is the
+  SHA-1 of the servers' ids (`datasourceutil.ListID`).
+- `internal/servertype/data_source.go`: getServerType looks a type up by id or name
+  (`GET /server_types?name=`) and fails when there is none.
 - `internal/zone/resource.go`: `name` and `mode` RequiresReplace, ttl defaults to 3600; the update
   changes the TTL and protection by actions and always ends with `PUT /zones/{id}`.
 - `internal/zonerrset/resource.go`: `zone`, `name` and `type` RequiresReplace; the id is
@@ -35,7 +42,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from tests.e2e.providers import Provider, ProviderError, Resource, serve
+from tests.e2e.providers import Function, Provider, ProviderError, Resource, serve
 
 DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
 POLL_SECONDS = 0.5
@@ -128,14 +135,19 @@ class Client:
                 action = self.get(f"/actions/{action['id']}")["action"]
 
 
+def client_of(provider: Provider) -> Client:
+    """The provider's client, made again when its configuration changed."""
+    with provider.lock:
+        cached = getattr(provider, "_client", None)
+        if cached is None or cached[0] != provider.config:
+            cached = (dict(provider.config), Client(provider.config))
+            provider._client = cached  # type: ignore[attr-defined]
+        return cached[1]
+
+
 class HcloudResource(Resource):
     def client(self) -> Client:
-        with self.provider.lock:
-            cached = getattr(self.provider, "_client", None)
-            if cached is None or cached[0] != self.provider.config:
-                cached = (dict(self.provider.config), Client(self.provider.config))
-                self.provider._client = cached  # type: ignore[attr-defined]
-            return cached[1]
+        return client_of(self.provider)
 
 
 def _labels_changed(olds: dict[str, Any], news: dict[str, Any]) -> bool:
@@ -499,6 +511,105 @@ class Server(HcloudResource):
         return self._outputs(outputs, found["server"], hashed=True)
 
 
+# --- data sources -------------------------------------------------------------------------------
+
+
+def _all(client: Client, path: str, key: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+    """hcloud-go's AllWithOpts: every page of a list, 50 a page."""
+    found: list[dict[str, Any]] = []
+    page: int | None = 1
+    while page:
+        answer = client.get(f"{path}?{urlencode({**query, 'page': page, 'per_page': 50}, doseq=True)}")
+        found += answer[key]
+        page = ((answer.get("meta") or {}).get("pagination") or {}).get("next_page")
+    return found
+
+
+def _list_id(ids: list[str]) -> str:
+    """datasourceutil.ListID: a list data source's id is the SHA-1 of its members' ids."""
+    return hashlib.sha1("".join(ids).encode()).hexdigest()
+
+
+class GetServers(Function):
+    token = "hcloud:index/getServers:getServers"
+
+    def invoke(self, args: dict[str, Any]) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if args.get("withSelector"):
+            query["label_selector"] = args["withSelector"]
+        if args.get("withStatuses"):
+            query["status"] = list(args["withStatuses"])
+        servers = _all(client_of(self.provider), "/servers", "servers", query)
+        return {
+            **{k: v for k, v in args.items() if v is not None},
+            "id": _list_id([str(server["id"]) for server in servers]),
+            "servers": [_server_attributes(server) for server in servers],
+        }
+
+
+def _server_attributes(server: dict[str, Any]) -> dict[str, Any]:
+    """getServerAttributes (internal/server/resource.go), in the SDK's property names."""
+    net = server["public_net"]
+    ipv6_network = (net.get("ipv6") or {}).get("ip") or ""
+    image = server.get("image") or {}
+    return {
+        "id": server["id"],
+        "name": server["name"],
+        "datacenter": server["datacenter"]["name"],
+        "location": server["datacenter"]["location"]["name"],
+        "status": server["status"],
+        "serverType": server["server_type"]["name"],
+        "ipv4Address": (net.get("ipv4") or {}).get("ip") or "",
+        "ipv6Address": ipv6_network.split("/")[0] + "1" if ipv6_network else "",
+        "ipv6Network": ipv6_network,
+        "backupWindow": server["backup_window"] or "",
+        "backups": bool(server["backup_window"]),
+        "labels": server["labels"],
+        "deleteProtection": server["protection"]["delete"],
+        "rebuildProtection": server["protection"]["rebuild"],
+        "firewallIds": [f["id"] for f in net["firewalls"]],
+        "primaryDiskSize": server["primary_disk_size"],
+        "image": image.get("name") or str(image.get("id") or ""),
+        "iso": "",
+        "rescue": "",
+    }
+
+
+class GetServerType(Function):
+    token = "hcloud:index/getServerType:getServerType"
+
+    def invoke(self, args: dict[str, Any]) -> dict[str, Any]:
+        client = client_of(self.provider)
+        if args.get("id") is not None:
+            found = (client.find(f"/server_types/{int(args['id'])}") or {}).get("server_type")
+            if found is None:
+                raise ProviderError(f"no server type found with id {int(args['id'])}")
+        elif args.get("name"):
+            found = (client.get(f"/server_types?{urlencode({'name': args['name']})}")["server_types"] or [None])[0]
+            if found is None:
+                raise ProviderError(f"no server type found with name {args['name']}")
+        else:
+            raise ProviderError("please specify an id, or a name to lookup for a server type")
+        deprecation = found.get("deprecation") or {}
+        return {
+            "id": found["id"],
+            "name": found["name"],
+            "description": found["description"],
+            "category": found.get("category", ""),
+            "cores": found["cores"],
+            "memory": found["memory"],
+            "disk": found["disk"],
+            "storageType": found["storage_type"],
+            "cpuType": found["cpu_type"],
+            "architecture": found["architecture"],
+            "includedTraffic": found.get("included_traffic", 0),
+            "isDeprecated": bool(found.get("deprecated")),
+            "deprecationAnnounced": deprecation.get("announced", ""),
+            "unavailableAfter": deprecation.get("unavailable_after", ""),
+            "locations": [{"id": loc["id"], "name": loc["name"]} for loc in found.get("locations") or []],
+        }
+
+
 # --- zones --------------------------------------------------------------------------------------
 
 
@@ -664,4 +775,4 @@ class ZoneRrset(HcloudResource):
 
 
 if __name__ == "__main__":
-    serve(Provider("hcloud", [SshKey, Firewall, Server, Zone, ZoneRrset]))
+    serve(Provider("hcloud", [SshKey, Firewall, Server, Zone, ZoneRrset], [GetServers, GetServerType]))

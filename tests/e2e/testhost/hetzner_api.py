@@ -11,8 +11,9 @@ works without a lab). A records go to the lab's DNS.
 
 LIMITATIONS (each one a place where the real API does more):
 - every action is answered finished (`"status": "success"`): clients never poll;
-- no rate limits, no pagination beyond one page, labels and label selectors are matched on `k=v`
-  and `k` only, server names are checked as RFC 1123 hostnames but not their length per label;
+- no rate limits, no pagination beyond one page, label selectors are matched on `k=v` and `k`
+  only (labels themselves are checked: keys and values of at most 63 characters, alphanumeric at
+  both ends), server names are checked as RFC 1123 hostnames (labels of at most 63 characters);
 - no IPv6 on the lab network: servers get a 2001:db8::/64 that nothing routes, AAAA records are
   stored and not published;
 - a Zone gets SOA and NS RRSets at creation, with the real nameservers' names, but they serve
@@ -247,11 +248,24 @@ class LabMachines:
 # --- the model ----------------------------------------------------------------------------------
 
 
+# The API reference's label rules: a key is an optional DNS-subdomain prefix and "/" before a name
+# of at most 63 characters, a value at most 63 (or empty); both begin and end alphanumeric, with
+# "-", "_" and "." between.
+_LABEL_PART = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+LABEL_KEY_RE = re.compile(rf"^((?=[^/]{{1,253}}/){_LABEL}(\.{_LABEL})*/)?{_LABEL_PART}$")
+LABEL_VALUE_RE = re.compile(rf"^({_LABEL_PART})?$")
+
+
 def _labels(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise _invalid("labels", "labels must be an object of strings")
+    for key, label in value.items():
+        if not LABEL_KEY_RE.match(key):
+            raise _invalid("labels", f"label key {key!r} is invalid")
+        if not LABEL_VALUE_RE.match(label):
+            raise _invalid("labels", f"label value {label!r} of {key!r} is invalid")
     return dict(value)
 
 
