@@ -31,6 +31,7 @@ from components.server import Connection
 from components.settings import Settings
 
 STEP_NEEDS: dict[str, tuple[str, ...]] = {
+    "admin-keys": (),
     "packages": (),
     "security": ("packages",),
     "app-user": ("packages",),
@@ -43,7 +44,11 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "certbot": ("nginx", "dns-wait"),
 }
 """Each step and the steps it cannot run before (what it uses that they install)."""
-STEPS = tuple(STEP_NEEDS)
+CREATED_SERVER_ONLY = frozenset({"admin-keys"})
+"""Steps of a server the stack created: there the admin user and its keys are the stack's (on an
+existing host the login user's keys are the user's own, and stay so)."""
+STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY)
+"""The steps every host gets."""
 
 TEARDOWN_AFTER: dict[str, tuple[str, ...]] = {
     "security": ("security",),
@@ -70,6 +75,8 @@ class HostArgs:
     """The workflow's key, authorized for the app user."""
     deploy_private_key: pulumi.Output[str]
     """Secret: the read-only key the server clones with."""
+    login_public_key: pulumi.Output[str] | None
+    """The provisioning key, "type base64", on a created server (its admin user keeps it); else None."""
     django_env: pulumi.Output[str]
     """Secret: the rendered .env file."""
     expected_ipv4: pulumi.Output[str]
@@ -118,9 +125,15 @@ class Host(pulumi.ComponentResource):
             "dns-wait": args.expected_ipv4.apply(lambda ip: render.dns_wait_step(s, ip)),
             "certbot": render.certbot_step(s),
         }
+        created = args.login_public_key is not None
+        if args.login_public_key is not None:
+            # cloud-init wrote adminSshKeys once: this keeps them as configured (added, edited, removed).
+            scripts["admin-keys"] = args.login_public_key.apply(lambda key: render.admin_keys_step(s, key))
         stdins = {"app-user": args.deploy_private_key, "env": args.django_env}
         extra_after = {"clone": args.clone_after, "dns-wait": args.certificate_after}
         for role, needs in STEP_NEEDS.items():
+            if role in CREATED_SERVER_ONLY and not created:
+                continue
             self.steps[role] = self._command(
                 role,
                 create=scripts[role],

@@ -308,6 +308,22 @@ def security_step(s: Settings) -> str:
     )
 
 
+ADMIN_KEYS_HEADER = "# Written by django-vps from adminSshKeys: a change here is replaced on the next pulumi up.\n"
+
+
+def admin_authorized_keys(s: Settings, login_public_key: str) -> str:
+    """A created server's admin user's keys: the provisioning key (the stack's own login) first."""
+    assert s.server is not None, "an existing host's login keys are the user's own"
+    keys = (login_public_key, *s.server.admin_ssh_keys)
+    return ADMIN_KEYS_HEADER + "".join(f"{encode.authorized_key(key, [])}\n" for key in keys)
+
+
+def admin_keys_step(s: Settings, login_public_key: str) -> str:
+    return render(
+        "host-admin-keys.sh.j2", user=s.login_user, authorized_keys_file=admin_authorized_keys(s, login_public_key)
+    )
+
+
 def _logs_context(s: Settings) -> dict[str, object]:
     """logsDir in our own tree (/var/log/django-vps/<app>): root makes the directories down to the
     app's one; the app user makes the rest."""

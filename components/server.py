@@ -1,13 +1,30 @@
-"""The server: a new Hetzner Cloud server (keys, firewall, cloud-init) or one the user already has.
+"""The server: a new Hetzner Cloud server (key, firewall, cloud-init) or one the user already has.
 
 Either way the result is a Connection that pins the host key, so no remote command ever trusts a
 host on first use.
+
+What a setting does once the Hetzner server exists. Before it declares anything, the component asks
+Hetzner what the stack's server is now (getServers by the stack's labels), so a change that would
+lose data stops the run before any resource changes:
+- serverType and backups change in place (terraform-provider-hcloud's update: the type is changed
+  powered off and Hetzner starts the server again; backups are an action). A type the server
+  cannot take (the other architecture, a disk smaller than the server's) is refused up front: the
+  provider would fail after powering the server off.
+- location and image cannot change on a server (ForceNew: a new one). Unconfirmed, the change is
+  refused with one line naming what is lost; with replaceServer the engine replaces the server
+  create-before-delete, so its name carries location and image and the two never collide, and
+  everything that takes the server's address (host steps, DNS, GitHub secrets) follows the new one.
+  Otherwise location and image stay in ignore_changes, so no replacement can happen unconfirmed.
+- cloud-init's user data and the server's SSH keys act at the first boot only: ignored after. The
+  admin user's keys are kept by a host step (host.py's admin-keys); Hetzner gets only the
+  provisioning key, so no user key can collide with one already in the project.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -16,7 +33,7 @@ import pulumi_tls as tls
 from pulumi_command import remote
 
 from components import render
-from components.settings import ExistingHost, HetznerServer
+from components.settings import ExistingHost, HetznerServer, SettingError, hetzner_server_name
 
 # Bounded waiting for SSH: a new server takes ~30 s to boot; give up after 30 tries of 10 s.
 DIAL_ERROR_LIMIT = 30
@@ -56,10 +73,99 @@ class ServerArgs:
     """A new Hetzner server, or None with existing."""
     existing: ExistingHost | None
     """A server the user already has, or None with hetzner."""
-    server_name: str
-    """Hetzner server name (also the key and firewall name prefix)."""
+    name_prefix: str
+    """The Hetzner key's and firewall's name; the server's adds its location and image."""
     labels: dict[str, str]
-    """Hetzner labels on every resource."""
+    """Hetzner labels on every resource; the stack's server is found again by them."""
+
+
+@dataclass(frozen=True)
+class CurrentServer:
+    """The stack's server as Hetzner lists it."""
+
+    id: int
+    name: str
+    location: str
+    image: str
+    server_type: str
+    disk_gb: int
+
+
+@dataclass(frozen=True)
+class ServerType:
+    """What decides whether Hetzner can change a server to a type."""
+
+    architecture: str
+    disk_gb: int
+
+
+def find_server(labels: dict[str, str], spec: HetznerServer) -> CurrentServer | None:
+    """The stack's server on Hetzner. Two carry the labels only after a replacement that failed before
+    the old one was deleted: then the one as configured if there is one, else the newest."""
+    selector = ",".join(f"{key}={value}" for key, value in labels.items())
+    listed = hcloud.get_servers(with_selector=selector).servers or []
+    servers = [
+        CurrentServer(int(s.id), s.name, s.location, s.image, s.server_type, int(s.primary_disk_size)) for s in listed
+    ]
+    if not servers:
+        return None
+    as_configured = [s for s in servers if (s.location, s.image) == (spec.location, spec.image)]
+    return max(as_configured or servers, key=lambda s: s.id)
+
+
+def server_type(name: str) -> ServerType:
+    found = hcloud.get_server_type(name=name)
+    return ServerType(found.architecture, int(found.disk))
+
+
+def plan_replacement(
+    current: CurrentServer | None, spec: HetznerServer, type_of: Callable[[str], ServerType] = server_type
+) -> bool:
+    """Whether this run replaces the server; a change it cannot make raises a SettingError (one line)."""
+    if current is None:
+        return False
+    moves = [
+        (key, old, new)
+        for key, old, new in (("location", current.location, spec.location), ("image", current.image, spec.image))
+        # An image Hetzner no longer lists shows as "": unknown, not a change.
+        if old and old != new
+    ]
+    change = ", ".join(f"{key} {old} -> {new}" for key, old, new in moves)
+    if moves and not spec.replace_server:
+        raise SettingError(
+            moves[0][0],
+            f"{change} needs a new server (Hetzner moves no server and changes no image in place), and the "
+            f"SQLite database, media and all else on {current.name} do not move: they are deleted with it; copy "
+            "them off, then confirm for one run with `pulumi config set replaceServer true`",
+        )
+    if not moves and spec.replace_server:
+        raise SettingError(
+            "replaceServer",
+            f"is true, but {current.name} already is {current.location}, {current.image} as configured: nothing "
+            "to replace; unset it (`pulumi config rm replaceServer`) so that a later change is refused again",
+        )
+    if moves:
+        pulumi.log.warn(
+            f"replaceServer: {change}: a new server replaces {current.name}, whose database and media are "
+            "deleted at the end of this run; unset replaceServer afterwards"
+        )
+        return True
+    if spec.server_type != current.server_type:
+        old, new = type_of(current.server_type), type_of(spec.server_type)
+        if old.architecture != new.architecture:
+            raise SettingError(
+                "serverType",
+                f"{current.server_type} -> {spec.server_type} changes the architecture ({old.architecture} -> "
+                f"{new.architecture}), which Hetzner cannot do to a server: choose another {old.architecture} type",
+            )
+        if new.disk_gb < current.disk_gb:
+            raise SettingError(
+                "serverType",
+                f"{current.server_type} -> {spec.server_type} would shrink the server's disk ({current.disk_gb} GB "
+                f"-> {new.disk_gb} GB), which Hetzner cannot do (the change would fail with the server powered "
+                f"off): choose a type with at least {current.disk_gb} GB",
+            )
+    return False
 
 
 def _public_key(openssh: str) -> str:
@@ -77,6 +183,8 @@ class Server(pulumi.ComponentResource):
     """Known before the address is: whether an AAAA record is due."""
     hcloud_server: hcloud.Server | None
     """The Hetzner server (host commands are deleted with it), None for an existing host."""
+    login_public_key: pulumi.Output[str] | None
+    """The provisioning key's public half, "type base64" (a created server's admin user keeps it)."""
 
     def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("django-vps:server:Server", name, None, opts)
@@ -90,31 +198,22 @@ class Server(pulumi.ComponentResource):
         )
 
     def _create_hetzner(self, name: str, args: ServerArgs, spec: HetznerServer) -> None:
+        # Asked before any child is declared: a refused change leaves everything as it is.
+        replacing = plan_replacement(find_server(args.labels, spec), spec)
         child = pulumi.ResourceOptions(parent=self)
         provisioning_key = tls.PrivateKey(f"{name}-provisioning-key", algorithm="ED25519", opts=child)
         host_key = tls.PrivateKey(f"{name}-host-key", algorithm="ED25519", opts=child)
-        ssh_keys = [
-            hcloud.SshKey(
-                f"{name}-provisioning",
-                name=f"{args.server_name}-provisioning",
-                public_key=provisioning_key.public_key_openssh,
-                labels=args.labels,
-                opts=child,
-            )
-        ]
-        ssh_keys += [
-            hcloud.SshKey(
-                f"{name}-admin-{index}",
-                name=f"{args.server_name}-admin-{index}",
-                public_key=key,
-                labels=args.labels,
-                opts=child,
-            )
-            for index, key in enumerate(spec.admin_ssh_keys)
-        ]
+        # Hetzner mails a root password for a server made without a key; root login is off anyway.
+        ssh_key = hcloud.SshKey(
+            f"{name}-provisioning",
+            name=f"{args.name_prefix}-provisioning",
+            public_key=provisioning_key.public_key_openssh,
+            labels=args.labels,
+            opts=child,
+        )
         firewall = hcloud.Firewall(
             f"{name}-firewall",
-            name=args.server_name,
+            name=args.name_prefix,
             labels=args.labels,
             rules=[
                 *(
@@ -142,26 +241,29 @@ class Server(pulumi.ComponentResource):
         )
         self.hcloud_server = hcloud.Server(
             f"{name}-server",
-            name=args.server_name,
+            name=hetzner_server_name(args.name_prefix, spec.location, spec.image),
             server_type=spec.server_type,
             image=spec.image,
             location=spec.location,
             backups=spec.backups,
             labels=args.labels,
             firewall_ids=[firewall.id.apply(int)],
-            ssh_keys=[key.id for key in ssh_keys],
+            ssh_keys=[ssh_key.id],
             user_data=pulumi.Output.secret(user_data),
             public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
             opts=pulumi.ResourceOptions(
                 parent=self,
                 additional_secret_outputs=["userData"],
-                # cloud-init runs once at first boot: a new key or image must not rebuild the server.
-                ignore_changes=["userData", "sshKeys", "image"],
+                # cloud-init runs at the first boot only, and a new location or image is a new server:
+                # none of these may replace it unless this run is a confirmed replacement, which
+                # boots the new server with what is configured now.
+                ignore_changes=[] if replacing else ["userData", "sshKeys", "location", "image"],
             ),
         )
         self.ipv4 = self.hcloud_server.ipv4_address
         self.ipv6 = self.hcloud_server.ipv6_address
         self.has_ipv6 = True
+        self.login_public_key = provisioning_key.public_key_openssh.apply(_public_key)
         self.connection = Connection(
             host=self.hcloud_server.ipv4_address,
             user=spec.admin_user,
@@ -171,6 +273,7 @@ class Server(pulumi.ComponentResource):
 
     def _use_existing(self, existing: ExistingHost) -> None:
         self.hcloud_server = None
+        self.login_public_key = None
         ipv4, ipv6 = _addresses(existing.address)
         if ipv4 is None:
             # certbot's check and the DNS wait go by the A record.

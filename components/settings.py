@@ -55,7 +55,7 @@ GITHUB_HOST_KEYS = (
     "pCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=",
 )
 # Settings that describe a Hetzner server: meaningless (so an error) together with existingHost.
-SERVER_ONLY_SETTINGS = ("serverType", "location", "backups", "adminSshKeys", "adminUser")
+SERVER_ONLY_SETTINGS = ("serverType", "location", "backups", "adminSshKeys", "adminUser", "replaceServer")
 # Accounts of Debian/Ubuntu base systems and of the packages the program installs: never the app user.
 SYSTEM_USERS = frozenset(
     {
@@ -107,6 +107,8 @@ MANAGED_ENV = frozenset(
 )
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# A Hetzner label value: at most 63 characters, empty or alphanumeric at both ends, '-', '_', '.' between.
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
 _GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -164,6 +166,8 @@ class HetznerServer:
     """The user's own public keys, allowed to log in as admin_user."""
     admin_user: str = "admin"
     """The sudo user cloud-init creates; provisioning logs in as it and root login is off."""
+    replace_server: bool = False
+    """replaceServer: the user confirms, for this run, a new server for a changed location or image."""
 
 
 @dataclass(frozen=True)
@@ -658,7 +662,8 @@ def _host_mode(reader: _Reader, app_user: str) -> tuple[HetznerServer | None, Ex
         location = _choice(reader, "location", LOCATIONS)
         admin_keys = tuple(_public_key("adminSshKeys", k) for k in reader.value("adminSshKeys"))
         admin = _admin_user(reader, app_user)
-        return HetznerServer(server_type, image, location, reader.value("backups"), admin_keys, admin), None
+        replace = reader.value("replaceServer")
+        return HetznerServer(server_type, image, location, reader.value("backups"), admin_keys, admin, replace), None
 
     for key in SERVER_ONLY_SETTINGS:
         if reader.differs_from_default(key):
@@ -865,8 +870,58 @@ def _shared_paths(reader: _Reader) -> tuple[str, ...]:
     return paths
 
 
-def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Settings:
-    """Read and validate all config; raise SettingError (a RunError: one line, no traceback)."""
+def hetzner_prefix(app_name: str, stack: str) -> str:
+    """What the stack's Hetzner SSH key and firewall are named."""
+    return f"{app_name}-{stack}"
+
+
+def hetzner_server_name(prefix: str, location: str, image: str) -> str:
+    """The server's Hetzner name. Names are unique in a project, and a replacement creates the new
+    server before it deletes the old one: the name changes with what replaces a server."""
+    return f"{prefix}-{location}-{image.replace('.', '')}"
+
+
+def hetzner_labels(app_name: str, stack: str) -> dict[str, str]:
+    """The labels on every Hetzner resource of the stack; the server is found again by them."""
+    return {"managed-by": PROJECT, "app": app_name, "stack": stack}
+
+
+def _hetzner_names(app_name: str, stack: str, server: HetznerServer | None) -> None:
+    """Hetzner's naming rules, before anything is asked of it: label values of at most 63 characters,
+    alphanumeric at both ends; a server name that is a hostname (here one label: a-z, 0-9, '-')."""
+    if not _LABEL_VALUE.match(app_name):
+        raise SettingError("appName", f"{app_name!r} is no Hetzner label value (the app label): end it with a-z or 0-9")
+    if not _LABEL_VALUE.match(stack):
+        raise pulumi.RunError(
+            f"{PROJECT}: the stack name {_shown(stack)} is no Hetzner label value (the stack label): at most 63 "
+            "characters, a letter or digit at both ends; rename the stack (pulumi stack rename)"
+        )
+    if server is None:
+        return
+    name = hetzner_server_name(hetzner_prefix(app_name, stack), server.location, server.image)
+    if len(name) > 63:
+        raise SettingError(
+            "appName",
+            f"with the stack {stack!r} the server's Hetzner name {name!r} has {len(name)} characters, and a "
+            "hostname label at most 63: shorten appName or the stack name (appName-stack-location-image)",
+        )
+    if not _LABEL.match(name):
+        if _LABEL.match(app_name):
+            raise pulumi.RunError(
+                f"{PROJECT}: the stack name {stack!r} makes the server's Hetzner name {name!r}, which is no hostname: "
+                "use a-z, 0-9 and '-' in the stack name (pulumi stack rename)"
+            )
+        suggestion = re.sub(r"[^a-z0-9-]", "-", app_name).strip("-")
+        raise SettingError(
+            "appName",
+            f"{app_name!r} makes the server's Hetzner name {name!r}, which is no hostname (a-z, 0-9 and '-', "
+            f"no '_'): set appName, e.g. {suggestion!r}",
+        )
+
+
+def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: str | None = None) -> Settings:
+    """Read and validate all config; raise SettingError (a RunError: one line, no traceback). `stack`
+    (default: the running stack's) is part of the Hetzner resources' names and labels."""
     reader = _Reader(raw)
     domain = validate_domain("domain", reader.string("domain"))
     repository = _repository(reader)
@@ -886,6 +941,10 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config) -> Sett
             "uvGroup", f"{uv_group!r} is not a dependency group name: use a-z, 0-9, '_' and '-', e.g. prod"
         )
     server, existing = _host_mode(reader, user)
+    stack = pulumi.get_stack() if stack is None else stack
+    # Outside a Pulumi run (a plain function call) no stack may be known: nothing to name then.
+    if stack and (server is not None or reader.value("manageDns")):
+        _hetzner_names(app_name, stack, server)
     email = reader.string("letsencryptEmail")
     if not _EMAIL.match(email):
         raise SettingError("letsencryptEmail", f"{email!r} is not an email address (name@example.com)")

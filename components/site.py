@@ -11,7 +11,7 @@ from components.dns import Dns, DnsArgs
 from components.github import GitHubAccess, GitHubArgs
 from components.host import Host, HostArgs
 from components.server import Server, ServerArgs
-from components.settings import Settings
+from components.settings import Settings, hetzner_labels, hetzner_prefix
 
 # Django's own get_random_secret_key() alphabet, minus characters that need quoting in a .env file.
 SECRET_KEY_SPECIALS = "!@%^&*(-_=+)"
@@ -31,14 +31,14 @@ class DjangoSite(pulumi.ComponentResource):
         super().__init__("django-vps:site:DjangoSite", name, None, opts)
         s = settings
         child = pulumi.ResourceOptions(parent=self)
-        labels = {"managed-by": "django-vps", "app": s.app_name, "stack": pulumi.get_stack()}
+        labels = hetzner_labels(s.app_name, pulumi.get_stack())
 
         self.server = Server(
             f"{name}-server",
             ServerArgs(
                 hetzner=s.server,
                 existing=s.existing_host,
-                server_name=f"{s.app_name}-{pulumi.get_stack()}",
+                name_prefix=hetzner_prefix(s.app_name, pulumi.get_stack()),
                 labels=labels,
             ),
             opts=child,
@@ -99,6 +99,7 @@ class DjangoSite(pulumi.ComponentResource):
                 connection=connection,
                 ci_public_key=self.github.ci_public_key,
                 deploy_private_key=self.github.deploy_private_key,
+                login_public_key=self.server.login_public_key,
                 django_env=django_env,
                 expected_ipv4=self.server.ipv4.apply(lambda ip: ip or ""),
                 clone_after=[self.github.deploy_key],

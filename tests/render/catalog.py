@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from components import render
-from components.settings import Settings
+from components.settings import HetznerServer, Settings
 from tests.render.conftest import CI_PUBLIC_KEY
 
 EXPECTED_IPV4 = "198.51.100.2"
@@ -15,6 +16,7 @@ SCRIPT_NAMES = (
     "run.sh",
     "deploy.sh",
     "ci-command",
+    "admin_keys_step",
     "packages_step",
     "security_step",
     "app_user_step",
@@ -29,12 +31,21 @@ SCRIPT_NAMES = (
 )
 
 
+def created_server(s: Settings) -> Settings:
+    """s, or for an existing host the same settings on a server the stack created: the steps only
+    such a server gets (admin_keys_step) are checked in every variant too."""
+    if s.server is not None:
+        return s
+    return replace(s, server=HetznerServer("cx23", s.image, "fsn1", False, ()), existing_host=None)
+
+
 def scripts(s: Settings) -> dict[str, str]:
     """Every bash script the program runs or installs on the host."""
     rendered = {
         "run.sh": render.run_sh(s),
         "deploy.sh": render.deploy_sh(s),
         "ci-command": render.ci_command_sh(s),
+        "admin_keys_step": render.admin_keys_step(created_server(s), CI_PUBLIC_KEY),
         "packages_step": render.packages_step(s),
         "security_step": render.security_step(s),
         "app_user_step": render.app_user_step(s, CI_PUBLIC_KEY),

@@ -68,6 +68,9 @@ HOME_PATHS = {
 }
 
 
+LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a9dQsVNIhDGfNgT me@laptop"
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "changed"),
     [
@@ -84,8 +87,10 @@ HOME_PATHS = {
         ("hsts", "false", {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}),
         ("hostFirewall", "false", {"security_step"}),
         ("fail2ban", "false", {"security_step", "packages_step"}),
-        # Another admin user changes the login and cloud-init, not what a step installs: no step re-runs.
-        ("adminUser", "ops", set()),
+        # Another admin user changes the login, cloud-init and whose keys the admin-keys step keeps.
+        ("adminUser", "ops", {"admin_keys_step"}),
+        # A key of the user's: the admin-keys step alone (cloud-init's copy acted at the first boot).
+        ("adminSshKeys", [LAPTOP_KEY], {"admin_keys_step"}),
         # The app user moves the home directory, the forced command and what runs it among it.
         ("user", "web", {"ci-command", "app_user_step", "teardown_step[app-user]", *HOME_PATHS}),
     ],

@@ -30,6 +30,8 @@ SERVER_IPV4 = "198.51.100.20"
 SERVER_IPV6 = "2001:db8::1"
 # What the mocked random.RandomPassword returns: recognisable, so tests can look for leaks.
 GENERATED_SECRET_KEY_PREFIX = "GeNeRaTeD-sEcReT-kEy-"
+# Hetzner's catalogue as getServerType answers it: architecture and disk (GB) by type.
+SERVER_TYPES = {"cx23": ("x86", 40), "cx33": ("x86", 80), "cpx21": ("x86", 80), "cax11": ("arm", 40)}
 
 
 # Secret inputs as the engine receives them.
@@ -120,6 +122,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
     resources: list[Recorded] = field(default_factory=list)
     ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     pending: dict[tuple[str, str], Registration] = field(default_factory=dict)
+    servers: list[dict[str, Any]] = field(default_factory=list)
+    """What getServers lists: the Hetzner servers that exist before the run (camelCase)."""
+    calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
 
     # Provider answers, keyed by type token; values camelCase as the engine returns them.
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
@@ -144,8 +149,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 answer[key] = rpc.wrap_rpc_secret(answer[key])
         return resource_id, answer
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        # A bare dict: the SDK's mock monitor cannot take (outputs, None).
+        self.calls.append(args)
+        if args.token == "hcloud:index/getServers:getServers":
+            selector = dict(term.split("=", 1) for term in args.args["withSelector"].split(","))
+            listed = [s for s in self.servers if selector.items() <= s["labels"].items()]
+            return {"id": "list", "servers": listed}
+        if args.token == "hcloud:index/getServerType:getServerType":
+            architecture, disk = SERVER_TYPES[args.args["name"]]
+            return {"id": 1, "name": args.args["name"], "architecture": architecture, "disk": disk}
+        raise NotImplementedError(f"the program called {args.token}, which the mocks do not answer")
 
     def of_type(self, suffix: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ.endswith(suffix)]
@@ -222,16 +236,19 @@ def _install_monitor(monkeypatch: pytest.MonkeyPatch, mocks: RecordingMocks) -> 
 def run_stack(monkeypatch: pytest.MonkeyPatch):
     """run_stack(**overrides) runs __main__.py with Pulumi.prod.yaml's values plus overrides
     (keys without the django-vps: prefix; None removes a key). Pass secret_keys=("github:token",)
-    and a "github:token" override via **{...} for namespaced keys."""
+    and a "github:token" override via **{...} for namespaced keys; hetzner_servers are what
+    getServers finds on Hetzner before the run."""
 
-    def run(secret_keys: tuple[str, ...] = (), **overrides: str | None) -> StackRun:
+    def run(
+        secret_keys: tuple[str, ...] = (), hetzner_servers: tuple[dict[str, Any], ...] = (), **overrides: str | None
+    ) -> StackRun:
         config = dict(PROD_CONFIG)
         for key, value in overrides.items():
             if value is None:
                 config.pop(full_key(key), None)
             else:
                 config[full_key(key)] = value
-        mocks = RecordingMocks()
+        mocks = RecordingMocks(servers=list(hetzner_servers))
         with monkeypatch.context() as patch:
             _install_monitor(patch, mocks)
             exports = run_program(mocks, config, secret_keys=tuple(full_key(k) for k in secret_keys))

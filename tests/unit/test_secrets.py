@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.host import STEPS, TEARDOWN_AFTER
+from components.host import STEP_NEEDS, STEPS, TEARDOWN_AFTER
 from components.settings import load_settings
 from components.site import DjangoSite
 from tests.unit.conftest import (
@@ -96,7 +96,7 @@ def test_no_secret_in_scripts_plain_inputs_or_exports(run_stack) -> None:
         assert used_secretly(run, [value]) == ["blog-host-env"]
     assert set(used_secretly(run, secrets["blog-server-host-key.openssh"])) == {"blog-server-server"}
     assert set(used_secretly(run, secrets["blog-server-provisioning-key.openssh"])) == {
-        f"blog-host-{step}" for step in STEPS
+        f"blog-host-{step}" for step in STEP_NEEDS
     }
     assert used_secretly(run, secrets["blog-github-ci-key.openssh"]) == ["blog-github-production-ssh-key"]
     assert used_secretly(run, secrets["blog-github-deploy-key.openssh"]) == ["blog-host-app-user"]
@@ -221,8 +221,8 @@ def inputs_by_step(run: StackRun) -> dict[str, tuple[object, object]]:
 
 def changed_steps(before: StackRun, after: StackRun) -> set[str]:
     a, b = inputs_by_step(before), inputs_by_step(after)
-    assert set(a) == set(b) == set(STEPS)
-    return {step for step in STEPS if a[step] != b[step]}
+    assert set(a) == set(b) == set(STEP_NEEDS)  # a created server's: admin-keys too
+    return {step for step in STEP_NEEDS if a[step] != b[step]}
 
 
 def test_same_config_same_inputs(run_stack) -> None:
@@ -237,6 +237,7 @@ def test_same_config_same_inputs(run_stack) -> None:
         ({"logLevel": "WARNING"}, {"env"}),
         ({"wsgiApplication": "config.wsgi:application"}, {"deploy"}),
         ({"letsencryptEmail": "ops@blog.com"}, {"certbot"}),
+        ({"adminSshKeys": json.dumps([ed25519_public("laptop", "me@laptop")])}, {"admin-keys"}),
     ],
 )
 def test_a_change_reruns_only_the_steps_it_concerns(run_stack, override: dict[str, str], steps: set[str]) -> None:

@@ -158,7 +158,8 @@ def test_explicit_logs_settings_win() -> None:
     [("sdelquin/blog", "blog"), ("sdelquin/My.Blog", "my-blog"), ("acme-corp/shop_front", "shop_front")],
 )
 def test_app_name_and_user_derive_from_the_repository(repository: str, app_name: str) -> None:
-    s = load(repository=repository)
+    # An existing host: a Hetzner server name takes no '_' (test_hetzner_changes.py).
+    s = load(repository=repository, **existing_host())
     assert (s.app_name, s.user) == (app_name, app_name)
     assert s.app_dir == f"/home/{app_name}/{app_name}"
 
@@ -430,6 +431,7 @@ BAD: list[Any] = [
     ({"logRotate": "-1"}, "logRotate", "-1", "1 or more"),
     # booleans
     ({"backups": "yes"}, "backups", "yes", "true or false"),
+    ({"replaceServer": "yes"}, "replaceServer", "yes", "true or false"),
     ({"manageDns": "1"}, "manageDns", "1", "true or false"),
     ({"createDnsZone": "on"}, "createDnsZone", "on", "true or false"),
     ({"deployWorkflow": "no"}, "deployWorkflow", "no", "true or false"),
@@ -476,6 +478,7 @@ BAD: list[Any] = [
     (existing_host(serverType="cx33"), "serverType", "cx33", "unset one of the two"),
     (existing_host(location="nbg1"), "location", "nbg1", "unset one of the two"),
     (existing_host(backups="true"), "backups", "True", "unset one of the two"),
+    (existing_host(replaceServer="true"), "replaceServer", "True", "unset one of the two"),
     (
         existing_host(adminSshKeys=[ed25519_public("admin")]),
         "adminSshKeys",

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from components.host import STEP_NEEDS, STEPS, TEARDOWN_AFTER
+from components.host import CREATED_SERVER_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
 from tests.unit.conftest import (
     PROD_CONFIG,
     SERVER_IPV4,
@@ -61,7 +61,7 @@ PROD_RESOURCES: dict[str, tuple[str, str]] = {
     "blog-github-production-ssh-key": (SECRET, "blog-github"),
     "blog-github-production-ssh-known-hosts": (SECRET, "blog-github"),
     "blog-github-workflow": (FILE, "blog-github"),
-    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in STEPS},
+    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in STEP_NEEDS},
 }
 
 
@@ -122,7 +122,7 @@ def test_prod_example_registers_exactly_these_resources(run_stack) -> None:
         SECRET: 4,
         DEPLOY_KEY: 1,
         FILE: 1,
-        COMMAND: 10,
+        COMMAND: 11,
     }
 
 
@@ -164,7 +164,9 @@ def test_server(run_stack) -> None:
     server = one(run, SERVER)
     firewall = one(run, FIREWALL)
     ssh_key = one(run, SSH_KEY)
-    assert server.inputs["name"] == "blog-prod"
+    # The name carries location and image: a replacement's new server exists beside the old one.
+    assert server.inputs["name"] == "blog-prod-fsn1-debian-12"
+    assert firewall.inputs["name"] == "blog-prod" and ssh_key.inputs["name"] == "blog-prod-provisioning"
     assert (server.inputs["serverType"], server.inputs["image"], server.inputs["location"]) == (
         "cx23",
         "debian-12",
@@ -175,8 +177,10 @@ def test_server(run_stack) -> None:
     assert [int(i) for i in server.inputs["firewallIds"]] == [int(firewall.id)]
     assert server.inputs["sshKeys"] == [ssh_key.id]
     assert server.inputs["publicNets"] == [{"ipv4Enabled": True, "ipv6Enabled": True}]
-    # cloud-init runs once: a change to it must not rebuild the server.
-    assert "userData" in server.registration.ignore_changes
+    # cloud-init runs once, and a new location or image is a new server: none of it may rebuild the
+    # server unless the user confirmed a replacement (test_hetzner_changes.py).
+    assert set(server.registration.ignore_changes) == {"userData", "sshKeys", "location", "image"}
+    assert server.registration.delete_before_replace is False
     assert "userData" in server.registration.additional_secret_outputs
     assert ssh_key.inputs["publicKey"] == run.mocks.tls_key("blog-server-provisioning-key")["publicKeyOpenssh"]
     assert ssh_key.inputs["labels"] == LABELS
@@ -210,19 +214,23 @@ def test_another_admin_user_is_made_logged_in_as_and_exported(run_stack) -> None
     assert run.exports["sshCommand"] == f"ssh ops@{SERVER_IPV4}"
 
 
-def test_admin_keys_get_hetzner_ssh_keys_and_admin_login(run_stack) -> None:
+def test_admin_keys_reach_cloud_init_and_the_admin_keys_step_not_hetzner(run_stack) -> None:
+    """Hetzner gets the provisioning key only (a user's key may already be in the project, and an
+    edited one would collide on its name); the admin user gets them all, at the first boot from
+    cloud-init and after it from the admin-keys step."""
     admin = [ed25519_public("admin-1", "me@laptop"), ed25519_public("admin-2")]
     run = run_stack(adminSshKeys=json.dumps(admin))
-    keys = {r.name: r for r in run.mocks.of_type(SSH_KEY)}
-    assert set(keys) == {"blog-server-provisioning", "blog-server-admin-0", "blog-server-admin-1"}
-    assert keys["blog-server-admin-0"].inputs["publicKey"] == admin[0]
-    assert keys["blog-server-admin-1"].inputs["publicKey"] == admin[1]
-    assert keys["blog-server-admin-1"].inputs["name"] == "blog-prod-admin-1"
-    assert {parent_of(run, k) for k in keys.values()} == {"blog-server"}
+    (key,) = run.mocks.of_type(SSH_KEY)
+    assert key.name == "blog-server-provisioning"
     server = one(run, SERVER)
-    assert sorted(server.inputs["sshKeys"]) == sorted(k.id for k in keys.values())
+    assert server.inputs["sshKeys"] == [key.id]
     authorized = yaml.safe_load(server.plain("userData"))["users"][0]["ssh_authorized_keys"]
     assert authorized == [public_key(run, "blog-server-provisioning-key"), *admin]
+    step = commands(run)["admin-keys"]
+    assert step.plain("create") == step.plain("update")
+    assert not step.inputs.get("triggers") and not step.inputs.get("delete")
+    for line in (public_key(run, "blog-server-provisioning-key"), *admin):
+        assert f"\n{line}\n" in step.plain("create")
 
 
 def test_dns_records_point_the_apex_at_the_server(run_stack) -> None:
@@ -290,8 +298,8 @@ def test_host_steps_wait_for_exactly_what_they_need(run_stack) -> None:
     STEP_NEEDS and on no other command, and no input of a step comes from another command."""
     run = run_stack()
     steps = commands(run)
-    assert set(steps) == set(STEP_NEEDS) == set(STEPS)
-    assert STEP_NEEDS["packages"] == () and STEP_NEEDS["dns-wait"] == ()
+    assert set(steps) == set(STEP_NEEDS) == {*STEPS, *CREATED_SERVER_ONLY}
+    assert STEP_NEEDS["packages"] == () and STEP_NEEDS["dns-wait"] == () and STEP_NEEDS["admin-keys"] == ()
     for role, needs in STEP_NEEDS.items():
         registration = steps[role].registration
         waited = {other for other, c in steps.items() if c.urn in registration.dependencies}
@@ -373,7 +381,7 @@ def test_every_command_pins_the_host_key_and_goes_with_the_server(run_stack) -> 
         assert not c.inputs.get("triggers"), role
         assert not c.inputs.get("delete"), role
     # A created server takes everything with it: no teardown commands.
-    assert set(commands(run)) == set(STEPS)
+    assert set(commands(run)) == set(STEP_NEEDS)
 
 
 def test_dns_wait_expects_the_servers_ipv4(run_stack) -> None:
@@ -472,7 +480,7 @@ def test_dns_off_lists_the_records_to_create_by_hand(run_stack) -> None:
     ]
     assert "Create the dnsRecords" in run.exports["nextSteps"]
     steps = commands(run)
-    assert set(steps) == set(STEPS)
+    assert set(steps) == set(STEP_NEEDS)
     # Nothing to wait for but the records the user creates: dns-wait starts at once.
     assert not any(c.urn in steps["dns-wait"].dependencies for c in steps.values())
 
