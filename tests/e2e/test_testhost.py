@@ -161,7 +161,8 @@ def test_reboot(server: Server, root_key: KeyPair, host_key: KeyPair) -> None:
 def test_second_server_and_its_teardown(lab: Lab, root_key: KeyPair) -> None:
     t0 = time.monotonic()
     bare = lab.server("bench", "198.51.100.4", root_authorized_keys=[root_key.public])
-    assert time.monotonic() - t0 < 30
+    # A figure, not a budget (Lab.server's own boot limit bounds it): restore plus boot to SSH.
+    print(f"\nsecond server up (restore + boot to SSH): {time.monotonic() - t0:.1f} s")
     status, out = ssh(bare, root_key, bare.host_public_key(), "hostname")
     assert (status, out.strip()) == (0, "bench")
     lab.remove("bench")
