@@ -125,8 +125,14 @@ def main() -> None:
         hetzner_stack = CliStack(Path(work) / "hetzner-stack")
         hetzner_config = {k: v for k, v in config(PROGRAM_IP).items() if not k.startswith("existingHost")}
         hetzner_stack.configure(
-            {**hetzner_config, "manageDns": None, "repository": "example/blog-hetzner", "github:baseUrl": github.url,
-             "hcloud:endpoint": hetzner.url, "hcloud:token": "bench" + "0" * 59}  # fmt: skip
+            {
+                **hetzner_config,
+                "manageDns": None,
+                "repository": "example/blog-hetzner",
+                "github:baseUrl": github.url,
+                "hcloud:endpoint": hetzner.url,
+                "hcloud:token": "bench" + "0" * 59,
+            }
         )
         started = time.monotonic()
         hetzner_up = hetzner_stack.up(echo=None)
