@@ -10,6 +10,10 @@ update, and `delete` with the inputs recorded in state; a replacement is create-
   commands: no `create`, only a `delete`, so an update of one (a re-rendered teardown) runs nothing,
   and its delete runs only when the resource really goes. A created server takes everything with
   it, so it has no teardowns.
+- A created server's steps are `deleted_with` it, and the engine replaces a resource whose
+  deletedWith resource is replaced (`pkg/resource/deploy/step_generator.go`): a confirmed server
+  replacement replaces every step, so each one's create runs on the new server (from scratch), and
+  the old ones delete nothing (they have no delete).
 - Each step waits only for the steps it needs (STEP_NEEDS), so the engine runs the rest at once;
   apt steps wait on dpkg's lock (DPkg::Lock::Timeout) rather than failing.
 Secrets travel by stdin only, on steps that log nothing; no script echoes its stdin, because a

@@ -12,8 +12,8 @@ lose data stops the run before any resource changes:
   provider would fail after powering the server off.
 - location and image cannot change on a server (ForceNew: a new one). Unconfirmed, the change is
   refused with one line naming what is lost; with replaceServer the engine replaces the server
-  create-before-delete, so its name carries location and image and the two never collide, and
-  everything that takes the server's address (host steps, DNS, GitHub secrets) follows the new one.
+  create-before-delete, so its name carries location and image and the two never collide; the host
+  steps are replaced with it (host.py) and what takes its address (DNS, GitHub secrets) updates.
   Otherwise location and image stay in ignore_changes, so no replacement can happen unconfirmed.
 - cloud-init's user data and the server's SSH keys act at the first boot only: ignored after. The
   admin user's keys are kept by a host step (host.py's admin-keys); Hetzner gets only the
