@@ -75,37 +75,41 @@ class Run:
         return {name: ops for name, ops in self.ops.items() if set(ops) - {"same", "read", "refresh"}}
 
 
+def workspace_options(directory: Path, env: Mapping[str, str] | None = None) -> auto.LocalWorkspaceOptions:
+    """What every stack of the e2e suite runs with: a file backend and PULUMI_HOME in `directory`,
+    the stand-in plugins installed there, and the built CLI."""
+    state, home = directory / "state", directory / "home"
+    for path in (state, home):
+        path.mkdir(parents=True, exist_ok=True)
+    install_plugins(home)
+    env_vars = {
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_HOME": str(home),
+        "PATH": f"{tools_bin()}:{ROOT / '.venv/bin'}:{os.environ['PATH']}",
+        **(env or {}),
+    }
+    return auto.LocalWorkspaceOptions(
+        work_dir=str(directory),
+        pulumi_home=str(home),
+        env_vars=env_vars,
+        pulumi_command=auto.PulumiCommand(str(tools_bin().parent), skip_version_check=True),
+    )
+
+
 class CliStack:
     """One stack of this program in `directory` (project file, stack file, state and PULUMI_HOME)."""
 
     def __init__(self, directory: Path, *, stack: str = "lab", env: Mapping[str, str] | None = None) -> None:
         self.directory = directory
         self.state_dir = directory / "state"
-        self.home = directory / "home"
-        for path in (self.state_dir, self.home):
-            path.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
-        install_plugins(self.home)
-        self.env = {
-            "PULUMI_BACKEND_URL": f"file://{self.state_dir}",
-            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "PULUMI_HOME": str(self.home),
-            "PATH": f"{tools_bin()}:{ROOT / '.venv/bin'}:{os.environ['PATH']}",
-            **(env or {}),
-        }
-        self.stack = auto.create_or_select_stack(
-            stack_name=stack,
-            project_name=PROJECT,
-            program=_program,
-            opts=auto.LocalWorkspaceOptions(
-                work_dir=str(directory),
-                pulumi_home=str(self.home),
-                env_vars=self.env,
-                pulumi_command=auto.PulumiCommand(str(tools_bin().parent), skip_version_check=True),
-            ),
-        )
+        options = workspace_options(directory, env)
+        self.env: dict[str, str] = dict(options.env_vars or {})
+        self.stack = auto.create_or_select_stack(stack_name=stack, project_name=PROJECT, program=_program, opts=options)
 
     def configure(self, config: Mapping[str, str | None]) -> None:
         """Set (or, for None, remove) settings; keys without a namespace are django-vps's. A JSON

@@ -23,7 +23,6 @@ from typing import Any
 
 from tests.e2e.testhost import Lab, cleanup_leftovers
 from tests.e2e.testhost.common import CACHE_DIR
-from tests.e2e.testhost.keys import new_ed25519
 
 LAB_DIR = CACHE_DIR / "lab"
 SOCKET = LAB_DIR / "labd.sock"
@@ -88,15 +87,7 @@ class LabService:
         if name in self.hosts:
             return self.hosts[name]
         server = self.lab.server(name, ip)
-        login = new_ed25519()
-        server.run(
-            "useradd --create-home --shell /bin/bash admin"
-            " && install -d -m 700 -o admin -g admin /home/admin/.ssh"
-            f" && echo '{login.public}' > /home/admin/.ssh/authorized_keys"
-            " && chown admin:admin /home/admin/.ssh/authorized_keys"
-            " && echo 'admin ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/admin",
-            check=True,
-        )
+        login = server.add_sudo_login()
         self.hosts[name] = {"ip": ip, "user": "admin", "host_key": server.host_public_key(),
                             "private_key": login.private_openssh}  # fmt: skip
         return self.hosts[name]

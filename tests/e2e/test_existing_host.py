@@ -66,15 +66,7 @@ class Site:
 def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     server = lab.server("old", IP)
     try:
-        login = new_ed25519()
-        server.run(
-            "useradd --create-home --shell /bin/bash admin"
-            " && install -d -m 700 -o admin -g admin /home/admin/.ssh"
-            f" && echo '{login.public}' > /home/admin/.ssh/authorized_keys"
-            " && chown admin:admin /home/admin/.ssh/authorized_keys"
-            " && echo 'admin ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/admin",
-            check=True,
-        )
+        login = server.add_sudo_login()
         lab.set_a(DOMAIN, IP)
         forge = lab.forge()
         clone_url = forge.create_repo(APP, FIXTURES / "blog-pip")

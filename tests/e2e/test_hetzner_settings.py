@@ -14,7 +14,6 @@ secrets pointing at it, the site serving from it, and the old server (and its da
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,8 +26,7 @@ import pytest
 from pulumi import automation as auto
 
 from tests.e2e import web
-from tests.e2e.cli import Run, tools_bin
-from tests.e2e.providers import install
+from tests.e2e.cli import Run, workspace_options
 from tests.e2e.site import APP, DOMAIN, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab
 from tests.e2e.testhost.hetzner_api import HetznerAPI, NoMachines
@@ -36,7 +34,6 @@ from tests.support.keys import new_ed25519
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "0123456789abcdef" * 4
 STACK = "lab"
 PREFIX = f"blog-{STACK}"
@@ -92,20 +89,7 @@ def inline_stack(directory: Path, api: HetznerAPI, want: dict[str, Any]) -> Inli
                                 ipv4=server.ipv4, ipv6=server.ipv6, with_ipv6=True, labels=labels))  # fmt: skip
         pulumi.export("ipv4", server.ipv4)
 
-    home, state = directory / "home", directory / "state"
-    state.mkdir(parents=True)
-    install(home)
-    env = {
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "lab passphrase: not a secret",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PATH": f"{tools_bin()}:{ROOT / '.venv/bin'}:{os.environ['PATH']}",
-    }
-    opts = auto.LocalWorkspaceOptions(
-        work_dir=str(directory), pulumi_home=str(home), env_vars=env,
-        pulumi_command=auto.PulumiCommand(str(tools_bin().parent), skip_version_check=True),
-    )  # fmt: skip
+    opts = workspace_options(directory)
     stack = auto.create_or_select_stack(STACK, "hetzner-settings", program, opts=opts)
     stack.set_config("hcloud:token", auto.ConfigValue(TOKEN, secret=True))
     stack.set_config("hcloud:endpoint", auto.ConfigValue(api.url))

@@ -5,12 +5,10 @@ against it with a small inline program, and one server booted in the lab through
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +17,13 @@ import pulumi_hcloud as hcloud
 import pytest
 from pulumi import automation as auto
 
-from tests.e2e.providers import install
+from tests.e2e.cli import workspace_options
 from tests.e2e.testhost import Lab
 from tests.e2e.testhost.hetzner_api import HetznerAPI, NoMachines
 from tests.support.keys import new_ed25519
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "0123456789abcdef" * 4
 # Plain HTTP to loopback: the machine's proxy settings must not apply.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -119,28 +116,9 @@ def test_an_unknown_route_answers_json_404_and_is_recorded(api: HetznerAPI) -> N
 # --- the real CLI -------------------------------------------------------------------------------
 
 
-@cache
-def tools_bin() -> Path:
-    built = subprocess.run([ROOT / "tests/tools/build"], check=True, text=True, stdout=subprocess.PIPE)
-    return Path(built.stdout.strip().splitlines()[-1])
-
-
 def stack(directory: Path, program: Callable[[], None]) -> auto.Stack:
     """A file-backend stack running `program` inline with the stand-in plugins."""
-    home, state = directory / "home", directory / "state"
-    state.mkdir(parents=True)
-    install(home)
-    env = {
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "lab passphrase: not a secret",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PATH": f"{tools_bin()}:{ROOT / '.venv/bin'}:{os.environ['PATH']}",
-    }
-    opts = auto.LocalWorkspaceOptions(
-        work_dir=str(directory), pulumi_home=str(home), env_vars=env,
-        pulumi_command=auto.PulumiCommand(str(tools_bin().parent), skip_version_check=True),
-    )  # fmt: skip
+    opts = workspace_options(directory)
     return auto.create_or_select_stack("lab", "hetzner-standin", program, opts=opts)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .common import CGROUP_ROOT, PREFIX, kill_cgroup, make_cgroup, sh, spawn, wait_until
 from .image import remove_tree, restore
+from .keys import KeyPair, new_ed25519
 from .network import create_host_netns, delete_netns
 
 WFE_CA_NAME = "dvps-pebble-wfe.crt"
@@ -238,6 +239,20 @@ class Server:
             if eq and not line.startswith("#"):
                 env[key.strip()] = value.strip().strip('"')
         return env
+
+    def add_sudo_login(self, user: str = "admin") -> KeyPair:
+        """A login the way a server someone already has comes: `user` with a new key and
+        passwordless sudo. Returns the key pair."""
+        login = new_ed25519()
+        self.run(
+            f"useradd --create-home --shell /bin/bash {user}"
+            f" && install -d -m 700 -o {user} -g {user} /home/{user}/.ssh"
+            f" && echo '{login.public}' > /home/{user}/.ssh/authorized_keys"
+            f" && chown {user}:{user} /home/{user}/.ssh/authorized_keys"
+            f" && echo '{user} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{user}",
+            check=True,
+        )
+        return login
 
     def run(self, cmd: str, *, check: bool = False, timeout: float | None = 300) -> subprocess.CompletedProcess[str]:
         """Run `cmd` with /bin/sh inside the running server as root (for test assertions)."""
