@@ -46,6 +46,7 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "nginx": ("packages",),
     "dns-wait": (),
     "certbot": ("nginx", "dns-wait"),
+    "verify": ("supervisor", "certbot"),
 }
 """Each step and the steps it cannot run before (what it uses that they install)."""
 CREATED_SERVER_ONLY = frozenset({"admin-keys"})
@@ -63,8 +64,9 @@ TEARDOWN_AFTER: dict[str, tuple[str, ...]] = {
 """Teardown-only commands (an existing host) and what each is created after. `pulumi destroy` deletes
 in reverse: the site goes first, then the program, then the keys and the sudo rule."""
 
-FINAL_STEPS = ("supervisor", "certbot")
-"""When both are done the site is serving over HTTPS: what must precede the first push deploy."""
+FINAL_STEPS = ("verify",)
+"""When it is done the site is serving over HTTPS, assets included: what must precede the first push
+deploy."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class Host(pulumi.ComponentResource):
             "nginx": render.nginx_step(s),
             "dns-wait": args.expected_ipv4.apply(lambda ip: render.dns_wait_step(s, ip)),
             "certbot": render.certbot_step(s),
+            "verify": render.verify_step(s),
         }
         created = args.login_public_key is not None
         if args.login_public_key is not None:

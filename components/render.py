@@ -23,6 +23,16 @@ from components.settings import LOGS_ROOT, OPT_ROOT, SUPERVISOR_CONF, Settings
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 UV_VERSION = "0.13.9"
+# What a deploy runs for projects that do not bring them (PyPI, pinned).
+GUNICORN_VERSION = "27.0.1"
+POETRY_VERSION = "2.5.1"
+POETRY_EXPORT_VERSION = "1.10.1"
+PIPENV_VERSION = "2026.10.3"
+# Served by gunicorn in every release (files/django_vps_wsgi.py): the project's WSGI callable, with
+# the app's environment in the process.
+WSGI_ENTRY = "django_vps_wsgi:application"
+# Copied into each release from root's directory by deploy.sh.
+RUNTIME_FILES = ("django_vps_wsgi.py", "django_vps_settings.py")
 DNS_WAIT_ATTEMPTS = 60
 DNS_WAIT_INTERVAL = 10
 SUPERVISORCTL = "/usr/bin/supervisorctl"
@@ -100,7 +110,7 @@ def _paths(s: Settings) -> dict[str, object]:
 
 
 def run_sh(s: Settings) -> str:
-    return render("run.sh.j2", **_paths(s), wsgi_application=s.wsgi_application)
+    return render("run.sh.j2", **_paths(s), wsgi_application=WSGI_ENTRY)
 
 
 def gunicorn_conf(s: Settings) -> str:
@@ -113,7 +123,18 @@ def deploy_sh(s: Settings) -> str:
         **_paths(s),
         branch=s.branch,
         dependencies=s.dependencies,
-        uv_group=s.uv_group,
+        dependency_groups=s.dependency_groups,
+        dependency_extras=s.dependency_extras,
+        requirements_file=s.requirements_file,
+        overlay="on" if s.settings_overlay else "off",
+        overlay_skip=",".join(s.settings_overlay_skip),
+        fail_on_debug="yes" if s.fail_on_debug else "no",
+        hsts="on" if s.hsts else "off",
+        nginx_site_file=s.nginx_site_file,
+        gunicorn_version=GUNICORN_VERSION,
+        poetry_version=POETRY_VERSION,
+        poetry_export_version=POETRY_EXPORT_VERSION,
+        pipenv_version=PIPENV_VERSION,
         wsgi_application=s.wsgi_application,
         health_check_path=s.health_check_path,
         keep_releases=s.keep_releases,
@@ -153,10 +174,18 @@ def release_check_py() -> str:
     return (FILES / "release_check.py").read_text()
 
 
+def runtime_files() -> dict[str, str]:
+    """Static: the WSGI entry and the settings overlay, by file name."""
+    return {name: (FILES / name).read_text() for name in RUNTIME_FILES}
+
+
 def supervisor_program(s: Settings) -> str:
     return render(
         "supervisor-program.conf.j2",
         **_paths(s),
+        # supervisor restarts a program whose configuration changed: a new run.sh (what gunicorn is
+        # started with, which a HUP keeps) then reaches the running site.
+        run_sh_digest=sha256(run_sh(s))[:16],
         environment=encode.supervisor_environment([("HOME", s.home), ("USER", s.user)]),
     )
 
@@ -194,9 +223,11 @@ def nginx_site(s: Settings, *, tls: bool) -> str:
 def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) -> str:
     """The .env file; holds secrets, so only ever rendered inside an apply and sent by stdin."""
     logs = s.logs
+    # DEBUG empty: off for every usual reader (decouple's and django-environ's bool casts, bool() of
+    # os.getenv, == "True"), where "False" or "0" would be true for `bool(os.getenv("DEBUG"))`.
     managed = [
         ("SECRET_KEY", secret_key),
-        ("DEBUG", "False"),
+        ("DEBUG", ""),
         ("ALLOWED_HOSTS", s.domain),
         ("CSRF_TRUSTED_ORIGINS", f"https://{s.domain}"),
         ("LOGS_DIR", logs.directory),
@@ -205,7 +236,9 @@ def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) 
         ("LOG_ROTATE", str(logs.rotate)),
         ("LOG_LEVEL", logs.level),
     ]
-    return render("django.env.j2", variables=[*managed, *s.django_env, *secret_env])
+    given = {name for name, _ in [*s.django_env, *secret_env]}
+    provided = [] if "DATABASE_URL" in given else [("DATABASE_URL", s.database_url)]
+    return render("django.env.j2", variables=[*managed, *provided, *s.django_env, *secret_env])
 
 
 class _CloudConfigDumper(yaml.SafeDumper):
@@ -359,6 +392,7 @@ def deploy_step(s: Settings) -> str:
         gunicorn_conf_py=gunicorn_conf(s),
         deploy_sh=deploy_sh(s),
         release_check_py=release_check_py(),
+        runtime_files=runtime_files(),
         redact=s.redact_script,
         redact_py=redact_py(),
         secret_names=secret_names(s),
@@ -407,6 +441,17 @@ def certbot_step(s: Settings) -> str:
         email=s.letsencrypt_email,
         acme_server=s.acme_server,
         ocsp_snippet=ocsp_snippet(s),
+    )
+
+
+def verify_step(s: Settings) -> str:
+    return render(
+        "host-verify.sh.j2",
+        **_paths(s),
+        deploy_digest=sha256(deploy_step(s))[:16],
+        nginx_digest=sha256(nginx_step(s) + certbot_step(s) + supervisor_step(s))[:16],
+        redact=s.redact_script,
+        secret_names=secret_names(s),
     )
 
 

@@ -37,7 +37,25 @@ SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"
 IMAGES = ("debian-12", "debian-13", "ubuntu-24.04")
 LOCATIONS = ("fsn1", "nbg1", "hel1", "ash", "hil", "sin")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DEPENDENCY_MODES = ("auto", "uv", "requirements")
+DEPENDENCY_MODES = ("auto", "uv", "poetry", "pipenv", "requirements")
+# What the settings overlay may override (files/django_vps_settings.py `overridable`; a test keeps them equal).
+OVERLAY_SETTINGS = (
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "SECURE_PROXY_SSL_HEADER",
+    "DEBUG",
+    "SECRET_KEY",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "STATIC_ROOT",
+    "STATIC_URL",
+    "MEDIA_ROOT",
+    "MEDIA_URL",
+    "LOGGING",
+    "DATABASES",
+)
 ACME_SERVERS = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
@@ -103,6 +121,7 @@ MANAGED_ENV = frozenset(
         "LOG_SIZE",
         "LOG_ROTATE",
         "LOG_LEVEL",
+        "DJANGO_VPS_PROJECT_SETTINGS",
     }
 )
 
@@ -216,11 +235,21 @@ class Settings:
     user: str
     """Unix user that owns and runs the app."""
     wsgi_application: str
-    """module.path:callable for gunicorn."""
-    dependencies: Literal["auto", "uv", "requirements"]
+    """module.path:callable for gunicorn; empty: Django's WSGI_APPLICATION."""
+    dependencies: Literal["auto", "uv", "poetry", "pipenv", "requirements"]
     """How Python dependencies are installed."""
-    uv_group: str
-    """The uv group with production packages."""
+    dependency_groups: tuple[str, ...]
+    """uv/poetry groups installed besides the main dependencies; empty: uv's prod group if any."""
+    dependency_extras: tuple[str, ...]
+    """Extras of the project installed (uv, poetry)."""
+    requirements_file: str
+    """The requirements file for pip; empty: the first of the usual production ones."""
+    settings_overlay: bool
+    """Run Django with the production overlay (files/django_vps_settings.py)."""
+    settings_overlay_skip: tuple[str, ...]
+    """Overrides the overlay leaves alone."""
+    fail_on_debug: bool
+    """DEBUG on refuses a release (else a warning)."""
     gunicorn_workers: int
     """0 = derived from the server's cores."""
     server: HetznerServer | None
@@ -362,6 +391,15 @@ class Settings:
     @property
     def redact_script(self) -> str:
         return f"{self.bin_dir}/redact.py"
+
+    @property
+    def nginx_site_file(self) -> str:
+        return f"/etc/nginx/conf.d/{self.app_name}.conf"
+
+    @property
+    def database_url(self) -> str:
+        """The database the program provides: SQLite in shared/ (kept across releases)."""
+        return f"sqlite:///{self.shared_dir}/db.sqlite3"
 
     @property
     def socket_path(self) -> str:
@@ -832,6 +870,28 @@ def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
     )
 
 
+def _names_list(reader: _Reader, key: str, what: str) -> tuple[str, ...]:
+    """Dependency group and extra names, as PEP 735/685 normalise them (and a word to the shell)."""
+    names = tuple(reader.value(key))
+    for name in names:
+        if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$", name):
+            raise SettingError(key, f"{name!r} is not {what}: letters, digits, '.', '_' and '-', e.g. prod")
+    return names
+
+
+def _requirements_file(reader: _Reader) -> str:
+    path = reader.string("requirementsFile")
+    parts = path.split("/")
+    if path and (
+        not re.match(r"^[\w.-]+(/[\w.-]+)*$", path)
+        or any(part in (".", "..") or part.startswith("-") for part in parts)
+    ):
+        raise SettingError(
+            "requirementsFile", f"{path!r} is not a file path inside the repository, e.g. requirements/production.txt"
+        )
+    return path
+
+
 def _health_path(reader: _Reader) -> str:
     path = reader.string("healthCheckPath")
     if not re.match(r"^/[A-Za-z0-9._~/?=&%+-]*$", path):
@@ -840,7 +900,10 @@ def _health_path(reader: _Reader) -> str:
 
 
 # Paths the release machinery owns: sharing them would break releases.
-RESERVED_RELEASE_PATHS = frozenset({".env", ".venv", "static", "node_modules", "REVISION", ".git"})
+RESERVED_RELEASE_PATHS = frozenset(
+    {".env", ".venv", "static", "node_modules", "REVISION", ".git", ".django-vps", "django_vps_wsgi.py",
+     "django_vps_settings.py"}
+)  # fmt: skip
 
 
 def _shared_paths(reader: _Reader) -> tuple[str, ...]:
@@ -933,13 +996,24 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
     clone_url, clone_host_keys = _clone(reader, repository)
     app_name, user = _names(reader, repository)
     wsgi = reader.string("wsgiApplication")
-    if not _WSGI.match(wsgi):
-        raise SettingError("wsgiApplication", f"{wsgi!r} is not module.path:callable, e.g. main.wsgi:application")
-    uv_group = reader.string("uvGroup")
-    if not re.match(r"^[a-z0-9][a-z0-9_-]*$", uv_group):
+    if wsgi and not _WSGI.match(wsgi):
         raise SettingError(
-            "uvGroup", f"{uv_group!r} is not a dependency group name: use a-z, 0-9, '_' and '-', e.g. prod"
+            "wsgiApplication", f"{wsgi!r} is not module.path:callable, e.g. main.wsgi:application (or empty: Django's)"
         )
+    if reader.string("uvGroup"):
+        raise SettingError(
+            "uvGroup",
+            "was replaced by dependencyGroups: pulumi config rm uvGroup, then set dependencyGroups (e.g. [prod])",
+        )
+    groups = _names_list(reader, "dependencyGroups", "a dependency group name")
+    extras = _names_list(reader, "dependencyExtras", "an extra's name")
+    overlay_skip = tuple(reader.value("settingsOverlaySkip"))
+    for name in overlay_skip:
+        if name not in OVERLAY_SETTINGS:
+            raise SettingError(
+                "settingsOverlaySkip",
+                f"{name!r} is not an override of the overlay: one of {', '.join(OVERLAY_SETTINGS)}",
+            )
     server, existing = _host_mode(reader, user)
     stack = pulumi.get_stack() if stack is None else stack
     # Outside a Pulumi run (a plain function call) no stack may be known: nothing to name then.
@@ -974,7 +1048,12 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         user=user,
         wsgi_application=wsgi,
         dependencies=_choice(reader, "dependencies", DEPENDENCY_MODES),  # type: ignore[arg-type]
-        uv_group=uv_group,
+        dependency_groups=groups,
+        dependency_extras=extras,
+        requirements_file=_requirements_file(reader),
+        settings_overlay=reader.value("settingsOverlay"),
+        settings_overlay_skip=overlay_skip,
+        fail_on_debug=reader.value("failOnDebug"),
         gunicorn_workers=_positive(reader, "gunicornWorkers", allow_zero=True),
         server=server,
         existing_host=existing,

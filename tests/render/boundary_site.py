@@ -140,7 +140,9 @@ git remote add origin {FORGE}/sdelquin/blog.git
     # requirements.txt (the project's own, which has Django and decouple).
     venvs = f"{s.shared_dir}/venvs"
     site.as_app(
-        f"cd {WORK} && key=$({{ /usr/bin/python3 --version; cat requirements.txt; }} | sha256sum | cut -c1-24)"
+        # deploy.sh's key(): the requirements file, the files beside it, the pip options, gunicorn's pin.
+        f"cd {WORK} && key=$({{ /usr/bin/python3 --version; cat requirements.txt ./*.txt;"
+        f" printf '%s\\n' -r requirements.txt {render.GUNICORN_VERSION}; }} | sha256sum | cut -c1-24)"
         f" && ln -s {os.path.realpath(sys.prefix)} {venvs}/pip-$key"
     )
     jail.run(f"touch {os.path.realpath(sys.prefix)}/.complete")

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "nginx_step",
     "dns_wait_step",
     "certbot_step",
+    "verify_step",
     *(f"teardown_step[{part}]" for part in TEARDOWN_PARTS),
 )
 
@@ -56,6 +57,7 @@ def scripts(s: Settings) -> dict[str, str]:
         "nginx_step": render.nginx_step(s),
         "dns_wait_step": render.dns_wait_step(s, EXPECTED_IPV4),
         "certbot_step": render.certbot_step(s),
+        "verify_step": render.verify_step(s),
         **{f"teardown_step[{part}]": render.teardown_step(s, part) for part in TEARDOWN_PARTS},
     }
     assert tuple(rendered) == SCRIPT_NAMES

@@ -101,7 +101,10 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
     "defaults": lambda: {},
     "uv-custom": lambda: {
         "dependencies": "uv",
-        "uvGroup": "production",
+        "dependencyGroups": ["production", "web"],
+        "dependencyExtras": ["s3"],
+        "settingsOverlaySkip": ["LOGGING", "DEBUG"],
+        "failOnDebug": "true",
         "gunicornWorkers": 2,
         "branch": "release/2025.1",
         "appName": "shop",
@@ -118,6 +121,8 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
     },
     "requirements-existing-host": lambda: {
         "dependencies": "requirements",
+        "requirementsFile": "requirements/production.txt",
+        "settingsOverlay": "false",
         "domain": "blog.com",
         "letsencryptEmail": "o'brien+ops@example.com",
         "djangoEnv": ["FEATURE=on", "GREETING=hello $USER; `id`"],

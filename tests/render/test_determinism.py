@@ -57,6 +57,7 @@ NGINX = {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}
 # workflow does not: it names deploy.sh, in root's directory for the app).
 HOME_PATHS = {
     *NGINX,
+    "django_env",  # DATABASE_URL, in shared/
     "run.sh",
     "deploy.sh",
     "deploy_step",
@@ -84,7 +85,18 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
         ("keepReleases", 3, {"deploy.sh", "deploy_step"}),
         ("healthCheckPath", "/health/", {"deploy.sh", "deploy_step"}),
         ("sharedPaths", ["media", "uploads"], {"deploy.sh", "deploy_step"}),
-        ("hsts", "false", {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step"}),
+        # (and the overlay's SECURE_HSTS_SECONDS, through the release check's arguments)
+        (
+            "hsts",
+            "false",
+            {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step", "deploy.sh", "deploy_step"},
+        ),
+        ("settingsOverlay", "false", {"deploy.sh", "deploy_step"}),
+        ("settingsOverlaySkip", ["DEBUG"], {"deploy.sh", "deploy_step"}),
+        ("failOnDebug", "true", {"deploy.sh", "deploy_step"}),
+        ("dependencyGroups", ["web"], {"deploy.sh", "deploy_step"}),
+        ("requirementsFile", "requirements/prod.txt", {"deploy.sh", "deploy_step"}),
+        ("wsgiApplication", "main.wsgi:application", {"deploy.sh", "deploy_step"}),
         ("hostFirewall", "false", {"security_step"}),
         ("fail2ban", "false", {"security_step", "packages_step"}),
         # Another admin user changes the login, cloud-init and whose keys the admin-keys step keeps.
@@ -96,6 +108,9 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
     ],
 )
 def test_a_setting_changes_exactly_the_files_that_use_it(setting: str, value: object, changed: set[str]) -> None:
+    # The verify step re-runs whenever what it checks was changed (its script names their digests).
+    if changed & {"deploy_step", "nginx_step", "certbot_step", "supervisor_step"}:
+        changed = {*changed, "verify_step"}
     before, after = _hashes(), _hashes(**{setting: value})
     assert before.keys() == after.keys()
     assert {name for name in before if before[name] != after[name]} == changed

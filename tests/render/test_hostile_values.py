@@ -32,6 +32,7 @@ from components.settings import SettingError, Settings, _is_secret, declared_con
 from tests.render.catalog import scripts
 from tests.render.conftest import BASE_CONFIG, CI_PUBLIC_KEY, ed25519_keypair, find_tool, require_tool
 from tests.render.sandbox import Sandbox, sandboxed, sandboxed_security
+from tests.support.runtime import django_vps_wsgi
 
 CANARY = "dvps_canary"
 HOSTILE = {
@@ -66,7 +67,10 @@ GOOD: dict[str, str] = {
     "user": "blog",
     "wsgiApplication": "main.wsgi:application",
     "dependencies": "auto",
-    "uvGroup": "prod",
+    "dependencyGroups": "prod",
+    "dependencyExtras": "s3",
+    "requirementsFile": "requirements/production.txt",
+    "settingsOverlaySkip": "LOGGING",
     "gunicornWorkers": "2",
     "serverType": "cx23",
     "image": "debian-12",
@@ -260,11 +264,13 @@ def _inert(s: Settings, config: dict[str, str], tmp_path: Path) -> list[str]:
 
 def _deploy_settings_read_back(s: Settings, text: str) -> str:
     block = text.split("\nstep() {", 1)[0]
-    probe = block + '\nprintf "%s\\n" "$app" "$branch" "$domain" "$health_path" "$wsgi_application" "$uv_group"'
-    probe += '\nprintf "%s\\n" "${shared_paths[@]}"\n'
+    probe = block + '\nprintf "%s\\n" "$app" "$branch" "$domain" "$health_path" "$wsgi_application"'
+    probe += ' "$requirements_file" "$overlay_skip"'
+    probe += '\nprintf "%s\\n" "${shared_paths[@]}" "${dependency_groups[@]}" "${dependency_extras[@]}"\n'
     result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True, env={"PATH": "/bin"})
     assert result.stdout.splitlines() == [s.app_name, s.branch, s.domain, s.health_check_path, s.wsgi_application,
-                                          s.uv_group, *s.shared_paths], result.stdout  # fmt: skip
+                                          s.requirements_file, ",".join(s.settings_overlay_skip), *s.shared_paths,
+                                          *s.dependency_groups, *s.dependency_extras], result.stdout  # fmt: skip
     return "bash (deploy.sh settings)"
 
 
@@ -272,13 +278,15 @@ def _env_read_back(s: Settings, text: str, secret_key: str, secret_env: list[tup
     path = tmp_path / ".env"
     path.write_bytes(text.encode())
     expected = {
-        "SECRET_KEY": secret_key, "DEBUG": "False", "ALLOWED_HOSTS": s.domain,
+        "SECRET_KEY": secret_key, "DEBUG": "", "ALLOWED_HOSTS": s.domain,
         "CSRF_TRUSTED_ORIGINS": f"https://{s.domain}", "LOGS_DIR": s.logs.directory,
         "LOG_FILENAME": s.logs.filename, "LOG_SIZE": str(s.logs.size_mb), "LOG_ROTATE": str(s.logs.rotate),
-        "LOG_LEVEL": s.logs.level, **dict(s.django_env), **dict(secret_env),
+        "LOG_LEVEL": s.logs.level, "DATABASE_URL": s.database_url, **dict(s.django_env), **dict(secret_env),
     }  # fmt: skip
     assert RepositoryEnv(str(path)).data == expected
-    return "python-decouple"
+    # What gunicorn, the release check and management commands put in the process environment.
+    assert django_vps_wsgi.read_env_file(path) == expected
+    return "python-decouple, django_vps_wsgi"
 
 
 def _cloud_init_read_back(s: Settings, text: str) -> str:

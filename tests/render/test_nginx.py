@@ -269,10 +269,14 @@ def _security_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _release(root: NginxPrefix, name: str, css: str) -> None:
-    """releases/<name> with its own collected static file."""
-    static = root.app_dir / "releases" / name / "static"
+    """releases/<name> with its own collected static file (.django-vps/static, where the release
+    check links STATIC_ROOT), beside a decoy where projects keep uncollected sources (static/)."""
+    static = root.app_dir / "releases" / name / ".django-vps" / "static"
     static.mkdir(parents=True)
     (static / "x.css").write_text(css)
+    sources = root.app_dir / "releases" / name / "static"
+    sources.mkdir()
+    (sources / "x.css").write_text("decoy: the project's uncollected static/\n")
 
 
 def _switch(root: NginxPrefix, name: str) -> None:
@@ -360,12 +364,14 @@ def test_static_comes_from_the_live_release_and_media_from_shared(
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        ("/current/static/;", "/shared/static/;"),
+        ("/current/.django-vps/static/;", "/shared/static/;"),
         ("/shared/media/;", "/current/media/;"),
-        ("alias {app_dir}/current/static/;", "alias {app_dir}/static/;"),
+        ("alias {app_dir}/current/.django-vps/static/;", "alias {app_dir}/static/;"),
+        ("/current/.django-vps/static/;", "/current/static/;"),
         ("location /media/ {", "location /media {"),
     ],
-    ids=["static-from-shared", "media-from-the-release", "static-outside-releases", "media-prefix-too-wide"],
+    ids=["static-from-shared", "media-from-the-release", "static-outside-releases", "static-uncollected",
+         "media-prefix-too-wide"],
 )
 def test_where_files_come_from_notices_a_wrong_location(
     nginx: str, tmp_path: Path, echo_app: Path, old: str, new: str

@@ -1,146 +1,226 @@
-"""files/release_check.py run for real, as deploy.sh runs it: with the release's virtualenv (here
-the project's, which has django, decouple and gunicorn), `-P`, from the release directory, against
-a copy of the fixture project and the .env render.django_env writes. A good release is migrated,
-has its static files collected and answers; a Host outside ALLOWED_HOSTS, a missing page or a view
-module that does not import stops the deploy (non-zero) with the status on stderr."""
+"""files/release_check.py run for real against the fixture projects, as deploy.sh runs it (see
+release.py): it asks Django, prints the overlay's overrides and the diagnostics in one line each,
+refuses before `migrate` what cannot serve, collects into the directory nginx serves, and writes the
+facts gunicorn's entry point reads. `manage.py diffsettings` shows exactly the overlay's overrides."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from components import render
-from tests.render.conftest import FIXTURE_BLOG_PIP, logs_moved, make_settings
+from tests.render.conftest import FIXTURE_BLOG_PIP
+from tests.render.release import DOMAIN, Release
+from tests.support.program import ROOT
 
-DOMAIN = "blog.test"
-WSGI = "main.wsgi:application"
+FIXTURES = ROOT / "tests" / "e2e" / "fixtures"
+# fixture -> (project dir, what the user sets, the page's own CSS as collected).
+CASES = {
+    "blog-pip": (".", [], "/static/posts/site.css"),
+    "startproject-whitenoise": (".", [], "/static/css/site."),
+    "poetry-getenv": (".", [], "/static/notes/site.css"),
+    "settings-package": (".", [("DJANGO_SETTINGS_MODULE", "config.settings.production")], "/static/board/site.css"),
+    "environ-media": (".", [], "/static/library/site.css"),
+    "src-pipenv": ("src", [], "/static/catalog/site.css"),
+    "hardcoded": (".", [], "/static/polls/site.css"),
+}
 
 
 def _tables(db: Path) -> set[str]:
+    if not db.exists():
+        return set()
     with sqlite3.connect(db) as connection:
         return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-class Release:
-    """A release directory from the fixture, its .env rendered for DOMAIN, and the check script
-    installed outside it (as ~/bin/release_check.py is on the host)."""
-
-    def __init__(self, tmp_path: Path, *, shared: bool = False) -> None:
-        self.dir = tmp_path / "release"
-        self.logs = tmp_path / "logs"
-        top_level = {".venv", "db.sqlite3", "static", "logs", ".env"}  # (posts/static is the app's)
-
-        def ignore(directory: str, names: list[str]) -> set[str]:
-            return {n for n in names if n == "__pycache__" or (directory == str(FIXTURE_BLOG_PIP) and n in top_level)}
-
-        shutil.copytree(FIXTURE_BLOG_PIP, self.dir, ignore=ignore)
-        self.check = tmp_path / "bin" / "release_check.py"
-        self.check.parent.mkdir()
-        self.check.write_text(render.release_check_py())
-        s = logs_moved(make_settings(domain=DOMAIN), self.logs)
-        env_text = render.django_env(s, "s" * 50, [])
-        assert {"DEBUG=False", f"ALLOWED_HOSTS={DOMAIN}", f"LOGS_DIR={self.logs}"} <= set(env_text.splitlines())
-        self.db = self.dir / "db.sqlite3"
-        if shared:
-            # As deploy.sh's first release: .env and the database are links into shared/, and the
-            # database does not exist yet.
-            (tmp_path / "shared").mkdir()
-            (tmp_path / "shared" / ".env").write_text(env_text)
-            (self.dir / ".env").symlink_to(tmp_path / "shared" / ".env")
-            self.db = tmp_path / "shared" / "db.sqlite3"
-            (self.dir / "db.sqlite3").symlink_to(self.db)
-        else:
-            (self.dir / ".env").write_text(env_text)
-        (self.dir / ".venv").symlink_to(Path(sys.prefix))
-
-    def run(self, host: str = DOMAIN, path: str = "/") -> subprocess.CompletedProcess:
-        # Nothing of the test run's environment: the settings come from .env alone.
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("PYTHON", "DJANGO_", "VIRTUAL_ENV", "LOG", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"))
-        }
-        return subprocess.run(
-            [".venv/bin/python", "-P", str(self.check), WSGI, host, path],
-            cwd=self.dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+def _lines(result, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [line.removeprefix(prefix) for line in result.stdout.splitlines() if line.startswith(prefix)]
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["plain", "shared-links"])
-def test_a_good_release_is_migrated_collected_and_answers(tmp_path: Path, shared: bool) -> None:
-    release = Release(tmp_path, shared=shared)
-    result = release.run()
+@pytest.mark.parametrize("fixture", list(CASES))
+def test_every_fixture_passes_with_the_overlay_and_no_edit(tmp_path: Path, fixture: str) -> None:
+    project_dir, env, css = CASES[fixture]
+    release = Release(tmp_path, FIXTURES / fixture, env=env)
+    result = release.run(project_dir=project_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "==> migrate"
-    assert lines[-2:] == ["==> collectstatic", "==> release check: GET / answered 200 OK"]
-    assert "Applying posts.0001_initial... OK" in result.stdout
-    assert {"posts_post", "django_migrations", "django_content_type"} <= _tables(release.db)
-    if shared:
-        assert (release.dir / "db.sqlite3").is_symlink(), "the database link is kept, its target created"
-    # collectstatic filled this release's own STATIC_ROOT.
-    collected = release.dir / "static" / "posts" / "site.css"
-    assert collected.read_bytes() == (FIXTURE_BLOG_PIP / "posts" / "static" / "posts" / "site.css").read_bytes()
-
-    again = release.run(path="/health/?verbose=1")
-    assert again.returncode == 0, again.stderr
-    assert "No migrations to apply." in again.stdout
-    assert again.stdout.splitlines()[-1] == "==> release check: GET /health/?verbose=1 answered 200 OK"
-
-
-def test_a_host_outside_allowed_hosts_fails_with_the_status(tmp_path: Path) -> None:
-    result = Release(tmp_path).run(host="other.test")
-    assert result.returncode != 0
-    assert "release check: GET / with Host other.test answered 400" in result.stderr
+    assert "==> release check: GET / answered 200 OK" in result.stdout
+    # Migrated into the database the program provides, kept across releases in shared/.
+    assert "django_migrations" in _tables(release.shared / "db.sqlite3"), result.stdout
+    # nginx's /static/ is this release's collected STATIC_ROOT: the page's CSS and the admin's.
+    assert any(url.startswith(css) for url in release.assets()), release.assets()  # (whitenoise: site.<hash>.css)
+    assert ("/static/admin/css/base.css" in release.assets()) == (fixture != "blog-pip")  # (the blog has no admin)
+    for url in release.assets():
+        assert release.served_static(url).is_file(), url
+    facts = release.facts()
+    assert facts["settings_module"] == "django_vps_settings"
+    assert Path(facts["media_root"]).resolve() == release.shared / "media"
+    overrides = _lines(result, "==> settings overlay: ")
+    # Only the one that does not read ALLOWED_HOSTS from the environment needs the domain added.
+    assert (f"ALLOWED_HOSTS: added {DOMAIN}" in overrides) == (fixture == "hardcoded"), overrides
+    assert any(line.startswith("DEBUG:") for line in overrides) == (fixture == "hardcoded"), overrides
+    print(f"\n{fixture}: " + "; ".join(overrides))
 
 
-def test_a_missing_health_path_fails_with_the_status(tmp_path: Path) -> None:
-    result = Release(tmp_path).run(path="/no-such-page/")
-    assert result.returncode != 0
-    assert "answered 404" in result.stderr
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "error"),
-    [
-        ("def index(request):", "def index(request)", "SyntaxError"),
-        ("from .models import Post", "from .models import Post, Comment", "ImportError"),
-    ],
-    ids=["syntax-error", "import-error"],
-)
-def test_a_view_module_that_does_not_import_fails(tmp_path: Path, old: str, new: str, error: str) -> None:
-    """Django imports the views on the first request (call_command skips the system checks), so
-    the request meets the error; as the URLconf cannot be imported, Django cannot look up its
-    500 handler either and the exception leaves the WSGI application: a traceback, non-zero."""
-    release = Release(tmp_path)
-    views = release.dir / "posts" / "views.py"
-    assert old in views.read_text()
-    views.write_text(views.read_text().replace(old, new))
+def test_the_overlay_is_exactly_what_diffsettings_shows(tmp_path: Path) -> None:
+    """Django's own diffsettings, overlay against the project's module: the settings named in the
+    printed overrides, and no other."""
+    release = Release(tmp_path, FIXTURES / "hardcoded")
     result = release.run()
-    assert result.returncode != 0, result.stdout
-    assert "==> release check: GET / answered" not in result.stdout
-    assert f"\n{error}: " in result.stderr and "posts/views.py" in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    overridden = {line.split(":", 1)[0] for line in _lines(result, "==> settings overlay: ")}
+    assert {"ALLOWED_HOSTS", "DEBUG", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT", "LOGGING"} <= overridden
+    diff = release.manage("diffsettings", "--default", "mysite.settings", "--output", "unified")
+    assert diff.returncode == 0, diff.stderr
+    changed = {
+        line[1:].strip().split(" = ", 1)[0] for line in diff.stdout.splitlines() if line[:1] in "+-" and " = " in line
+    }
+    # SETTINGS_MODULE is the module's own name, the one difference that is not an override.
+    assert changed - {"SETTINGS_MODULE"} == overridden, (changed, overridden)
+
+
+def test_a_skipped_override_is_left_as_the_project_has_it(tmp_path: Path) -> None:
+    release = Release(tmp_path, FIXTURES / "hardcoded")
+    result = release.run(skip="DEBUG,LOGGING")
+    assert result.returncode == 0, result.stderr
+    overrides = _lines(result, "==> settings overlay: ")
+    assert not any(line.startswith(("DEBUG", "LOGGING")) for line in overrides), overrides
+    assert any(line.startswith("warning: DEBUG is True in production (mysite/settings.py (line ") for line in
+               result.stdout.splitlines()), result.stdout  # fmt: skip
+
+
+def test_without_the_overlay_hard_coded_settings_fail_in_one_line_before_migrate(tmp_path: Path) -> None:
+    release = Release(tmp_path, FIXTURES / "hardcoded")
+    result = release.run(overlay=False)
+    assert result.returncode == 1, result.stdout
+    errors = result.stderr.strip().splitlines()
+    assert errors == [
+        "release check: ALLOWED_HOSTS in mysite/settings.py (line 28) is ['localhost', '127.0.0.1'], which does not "
+        f"admit {DOMAIN}: add '{DOMAIN}' to it, or read the ALLOWED_HOSTS environment variable "
+        "(os.environ['ALLOWED_HOSTS'].split(',')), or turn settingsOverlay on"
+    ], errors
+    assert "==> migrate" not in result.stdout and _tables(release.shared / "db.sqlite3") == set()
+    # The one edit the line asks for; DEBUG on is then a warning, as are check --deploy's findings.
+    settings = release.dir / "mysite" / "settings.py"
+    settings.write_text(settings.read_text().replace("ALLOWED_HOSTS = [", f"ALLOWED_HOSTS = ['{DOMAIN}', "))
+    again = release.run(overlay=False)
+    assert again.returncode == 0, again.stderr
+    warnings = _lines(again, "warning: ")
+    assert any(line.startswith("DEBUG is True in production") for line in warnings), warnings
+    assert any("SECRET_KEY in mysite/settings.py (line 23) is Django's insecure development key" in w for w in warnings)
+    assert any(w.startswith("check --deploy: ?: (security.W018)") for w in warnings), warnings  # DEBUG on
+    # Its own STATIC_ROOT, linked where nginx serves from.
+    assert (release.dir / ".django-vps" / "static").resolve() == release.dir / "staticfiles"
+    assert release.served_static("/static/polls/site.css").is_file()
+
+
+def test_debug_on_is_fatal_when_the_setting_says_so(tmp_path: Path) -> None:
+    release = Release(tmp_path, FIXTURES / "hardcoded")
+    settings = release.dir / "mysite" / "settings.py"
+    settings.write_text(settings.read_text().replace("ALLOWED_HOSTS = [", f"ALLOWED_HOSTS = ['{DOMAIN}', "))
+    result = release.run(overlay=False, fail_on_debug=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith("release check: DEBUG is True in production (mysite/settings.py (line 26))")
+
+
+def test_without_the_overlay_each_problem_names_what_to_change(tmp_path: Path) -> None:
+    """src-pipenv as it is: no STATIC_ROOT and a SQLite database inside the release, each one line."""
+    release = Release(tmp_path, FIXTURES / "src-pipenv")
+    result = release.run(project_dir="src", overlay=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("release check: STATIC_ROOT is not set in src/shop/settings.py: set it"), lines
+    assert any("the SQLite database" in line and "inside the release" in line for line in lines), lines
+    assert "==> migrate" not in result.stdout
+
+
+def test_a_missing_environment_variable_is_named_with_where_to_set_it(tmp_path: Path) -> None:
+    """settings/production.py reads os.environ["X"]: the variable, and djangoEnv."""
+    release = Release(
+        tmp_path, FIXTURES / "settings-package", env=[("DJANGO_SETTINGS_MODULE", "config.settings.production")]
+    )
+    production = release.dir / "config" / "settings" / "production.py"
+    production.write_text(production.read_text() + '\nEMAIL_HOST = os.environ["EMAIL_HOST"]\n')
+    result = release.run()
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "release check: the settings (config.settings.production) read the environment variable EMAIL_HOST, which "
+        "is not set: add it with djangoEnv (pulumi config set --path 'djangoEnv[0]' EMAIL_HOST=...) or "
+        "djangoSecretEnv for a secret"
+    )
+
+
+def test_the_default_settings_module_comes_from_manage_py(tmp_path: Path) -> None:
+    """settings-package without DJANGO_SETTINGS_MODULE: manage.py's development module, which needs
+    debug_toolbar (not installed in production): the traceback's last lines, in one line."""
+    release = Release(tmp_path, FIXTURES / "settings-package")
+    result = release.run()
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("release check: the settings module config.settings.development does not start Django:"), (
+        line
+    )
+    assert "debug_toolbar" in line
+
+
+def test_a_host_outside_allowed_hosts_is_diagnosed(tmp_path: Path) -> None:
+    result = Release(tmp_path, FIXTURE_BLOG_PIP).run(host="other.test", overlay=False)
+    assert result.returncode == 1
+    assert "ALLOWED_HOSTS is ['blog.test'], which does not admit other.test" in result.stderr
+    assert "reads the ALLOWED_HOSTS environment variable" in result.stderr
+
+
+def test_a_missing_health_path_fails_with_the_status_and_no_page_dump(tmp_path: Path) -> None:
+    result = Release(tmp_path, FIXTURE_BLOG_PIP).run(path="/no-such-page/")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("release check: GET /no-such-page/ with Host blog.test answered 404 Not Found: ")
+    assert len(line) < 400
 
 
 def test_a_view_that_fails_on_request_fails_with_the_status(tmp_path: Path) -> None:
-    """An error only a request meets (the view raises): the check answers 500 and stops."""
-    release = Release(tmp_path)
+    release = Release(tmp_path, FIXTURE_BLOG_PIP)
     views = release.dir / "posts" / "views.py"
     old = "def index(request):\n"
-    assert old in views.read_text()
     views.write_text(views.read_text().replace(old, old + '    raise RuntimeError("broken release")\n'))
     result = release.run()
-    assert result.returncode != 0, result.stdout
+    assert result.returncode == 1, result.stdout
     assert "release check: GET / with Host blog.test answered 500" in result.stderr
     assert "broken release" in (release.logs / "blog.log").read_text(), "the error reaches the project's log"
+
+
+def test_a_view_module_that_does_not_import_fails_in_one_line(tmp_path: Path) -> None:
+    release = Release(tmp_path, FIXTURE_BLOG_PIP)
+    views = release.dir / "posts" / "views.py"
+    views.write_text(views.read_text().replace("def index(request):", "def index(request)"))
+    result = release.run()
+    assert result.returncode == 1
+    assert "SyntaxError" in result.stderr and "posts/views.py" in result.stderr
+
+
+def test_media_inside_the_release_without_the_overlay_is_linked_to_shared(tmp_path: Path) -> None:
+    """environ-media's var/uploads (MEDIA_URL /uploads/ aside): the path becomes a link to shared/media,
+    seeded with what the commit holds there."""
+    release = Release(tmp_path, FIXTURES / "environ-media")
+    (release.dir / "var" / "uploads").mkdir(parents=True)
+    (release.dir / "var" / "uploads" / "seed.txt").write_text("committed")
+    result = release.run(overlay=False)
+    assert (release.dir / "var" / "uploads").resolve() == release.shared / "media"
+    assert (release.shared / "media" / "seed.txt").read_text() == "committed"
+    # /uploads/ is not where nginx serves them: one line says what to set.
+    assert result.returncode == 1
+    assert "MEDIA_URL is /uploads/ but nginx serves uploads at /media/" in result.stderr
+
+
+def test_the_settings_skip_list_names_exactly_the_overlays_overrides() -> None:
+    from components.settings import OVERLAY_SETTINGS
+
+    source = (ROOT / "files" / "django_vps_settings.py").read_text()
+    overridable = source.split("overridable = (", 1)[1].split(")", 1)[0]
+    assert tuple(name.strip().strip('",') for name in overridable.split() if name.strip()) == OVERLAY_SETTINGS
+    # and each is one the overlay really sets
+    assert all(
+        f'_set("{name}"' in source
+        for name in OVERLAY_SETTINGS
+        if name not in ("SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+    )

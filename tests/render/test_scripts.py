@@ -132,6 +132,7 @@ def _embedded(s) -> dict[str, list[str | None]]:
             render.deploy_sh(s),
             render.release_check_py(),
             render.redact_py(),
+            *render.runtime_files().values(),
         ],
         "supervisor_step": [render.supervisor_program(s), render.unlink_beneath_py()],
         "nginx_step": [https_site, http_site],

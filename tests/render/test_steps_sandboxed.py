@@ -52,6 +52,7 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
         s.deploy_script: render.deploy_sh(s),
         s.release_check: render.release_check_py(),
         s.redact_script: render.redact_py(),
+        **{f"{s.bin_dir}/{name}": text for name, text in render.runtime_files().items()},
     }
     assert sandbox.meta(s.run_script) == ("0755", "root:root")
     assert sandbox.meta(s.deploy_script) == ("0755", "root:root")

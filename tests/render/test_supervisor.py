@@ -12,6 +12,7 @@ Each release's .venv is a symlink to the project's environment (it has django, g
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import pwd
 import shutil
@@ -136,6 +137,13 @@ class Host:
             inside.symlink_to(target)
         (release / ".env").symlink_to(self.path(s.env_file))
         (release / ".venv").symlink_to(Path(sys.prefix))
+        # What deploy.sh copies in, and the facts its release check writes (the project's own module).
+        for file_name, text in render.runtime_files().items():
+            (release / file_name).write_text(text)
+        (release / ".django-vps").mkdir()
+        facts = {"project_dir": ".", "settings_module": "main.settings", "project_settings": "main.settings",
+                 "wsgi_application": "main.wsgi:application"}  # fmt: skip
+        (release / ".django-vps" / "release.json").write_text(json.dumps(facts))
         return release
 
     def switch(self, name: str) -> None:
@@ -224,7 +232,7 @@ def _expected_starts(s: Settings, root: Path) -> list[list[str]]:
     arguments += ["--umask", "007", "--config", f"{root}{s.gunicorn_conf}", "--access-logfile", "-"]
     arguments += ["--error-logfile", "-"]
     python, venv = f"{current}/.venv/bin/python", f"{current}/.venv"
-    return [[python, release, current, venv, f"{venv}/bin", *arguments, s.wsgi_application] for release in ("r1", "r2")]
+    return [[python, release, current, venv, f"{venv}/bin", *arguments, render.WSGI_ENTRY] for release in ("r1", "r2")]
 
 
 def test_run_sh_starts_gunicorn_through_current(variant: Settings, tmp_path: Path) -> None:

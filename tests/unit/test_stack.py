@@ -122,7 +122,7 @@ def test_prod_example_registers_exactly_these_resources(run_stack) -> None:
         SECRET: 4,
         DEPLOY_KEY: 1,
         FILE: 1,
-        COMMAND: 11,
+        COMMAND: 12,
     }
 
 
@@ -341,11 +341,13 @@ def test_the_security_step_hardens_right_after_the_packages(run_stack) -> None:
 
 
 def test_the_workflow_is_committed_only_once_the_site_serves(run_stack) -> None:
-    """Committing the workflow is a push: its first deploy must find the server provisioned."""
+    """Committing the workflow is a push: its first deploy must find the server provisioned and the
+    site verified (the verify step runs after the supervisor and certbot steps)."""
     run = run_stack()
     steps = commands(run)
     workflow = one(run, FILE)
-    assert {steps["supervisor"].urn, steps["certbot"].urn} <= workflow.registration.dependencies
+    assert steps["verify"].urn in workflow.registration.dependencies
+    assert {steps["supervisor"].urn, steps["certbot"].urn} <= steps["verify"].dependencies
 
 
 def test_clone_waits_for_the_deploy_key_and_certbot_path_for_dns(run_stack) -> None:
@@ -398,7 +400,7 @@ def test_existing_host_mode(run_stack) -> None:
     for absent in (SERVER, FIREWALL, SSH_KEY):
         assert types[absent] == 0, absent
     assert sorted(r.name for r in run.mocks.of_type(TLS_KEY)) == ["blog-github-ci-key", "blog-github-deploy-key"]
-    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 14
+    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 15
     pinned = ed25519_public("existing-host")  # without the comment
     login = ed25519_pair("existing-login")[0]
     for role, c in commands(run).items():

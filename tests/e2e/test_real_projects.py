@@ -1,0 +1,208 @@
+"""Real projects as they are (tests/e2e/fixtures, the shapes public Django projects have), each
+deployed by the real Pulumi CLI with settings only, one stack per project on one existing host:
+`/` answers, nginx serves a collected static file and the admin's CSS, an upload made through the
+site is served from MEDIA_URL after a second deploy, a 404 is not Django's debug page, and the
+deploy prints what it detected and overrode. Without the overlay the hard-coded project fails in one
+line naming the edit, and passes after that edit."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e import web
+from tests.e2e.cli import CliStack
+from tests.e2e.site import FIXTURES, _plain
+from tests.e2e.testhost import Lab, Server
+from tests.e2e.testhost.forge import Forge
+from tests.e2e.testhost.github_api import GitHubAPI
+
+pytestmark = pytest.mark.e2e
+
+IP = "198.51.100.7"
+OWNER = "example"
+GITHUB_TOKEN = "ghp_" + "corpus" * 6
+# fixture -> what the user sets besides the usual (domain, repository, the host).
+PROJECTS: dict[str, dict[str, str]] = {
+    "startproject-whitenoise": {},
+    "poetry-getenv": {},
+    "settings-package": {"djangoEnv": json.dumps(["DJANGO_SETTINGS_MODULE=config.settings.production"])},
+    "environ-media": {},
+    "src-pipenv": {},
+    "hardcoded": {},
+}
+DEBUG_PAGE = "You're seeing this error because you have <code>DEBUG = True</code>"
+
+
+@dataclass
+class Corpus:
+    lab: Lab
+    server: Server
+    forge: Forge
+    github: GitHubAPI
+    login_private_key: str
+    login_host_key: str
+    cafile: str
+    table: list[dict[str, str]] = field(default_factory=list)
+    stacks: dict[str, CliStack] = field(default_factory=dict)
+
+    def stack(self, fixture: str, directory: Path, **extra: str) -> CliStack:
+        domain = f"{fixture}.corpus.test"
+        self.lab.set_a(domain, IP)
+        stack = CliStack(directory)
+        stack.configure(
+            {
+                "domain": domain,
+                "repository": f"{OWNER}/{fixture}",
+                "appName": fixture,
+                "cloneUrl": self.forge.url(fixture),
+                "cloneHostKeys": json.dumps([f"{self.forge.ip} {self.forge.host_public_key()}"]),
+                "letsencryptEmail": "admin@corpus.test",
+                "acmeServer": self.lab.acme_directory,
+                "manageDns": "false",
+                "existingHost": IP,
+                "existingHostUser": "admin",
+                "existingHostKey": self.login_host_key,
+                "existingHostPrivateKey": self.login_private_key,
+                "deployWorkflow": "false",
+                "github:token": GITHUB_TOKEN,
+                "github:baseUrl": self.github.url,
+                **extra,
+            }
+        )
+        return stack
+
+    def https(self, fixture: str, path: str) -> web.Response:
+        return web.get(IP, f"{fixture}.corpus.test", path, cafile=self.cafile)
+
+    def deploy(self, fixture: str) -> str:
+        """A second deploy, as the workflow's forced command runs it (the app user's deploy.sh)."""
+        result = self.server.run(f"sudo -u {fixture} -H /opt/django-vps/{fixture}/bin/deploy.sh 2>&1")
+        assert result.returncode == 0, result.stdout
+        return result.stdout
+
+    def upload(self, fixture: str, name: str, content: str) -> str:
+        with tempfile.NamedTemporaryFile("w", suffix=name) as file:
+            file.write(content)
+            file.flush()
+            domain = f"{fixture}.corpus.test"
+            result = subprocess.run(
+                ["curl", "-sS", "--cacert", self.cafile, "--resolve", f"{domain}:443:{IP}",
+                 "-F", f"file=@{file.name};filename={name}", f"https://{domain}/upload/"],
+                capture_output=True, text=True, timeout=30, check=True,
+            )  # fmt: skip
+        assert result.stdout.startswith("saved "), result.stdout
+        return result.stdout.removeprefix("saved ").strip()
+
+
+def _deploy_output(stack: CliStack) -> str:
+    """What the deploy step printed in the first up (its stdout, in the state)."""
+    state = json.loads(stack.cli("stack", "export", "--show-secrets").stdout)
+    (deploy,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("-host-deploy")]
+    return _plain(deploy["outputs"])["stdout"]
+
+
+@pytest.fixture(scope="module")
+def corpus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
+    server = lab.server("corpus", IP)
+    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=tuple(PROJECTS))
+    try:
+        login = server.add_sudo_login()
+        forge = lab.forge()
+        for fixture in PROJECTS:
+            forge.create_repo(fixture, FIXTURES / fixture)
+        cafile = tmp_path_factory.mktemp("ca") / "root.pem"
+        corpus = Corpus(lab, server, forge, github, login.private_openssh, server.host_public_key(), str(cafile))
+        yield corpus
+        print("\n| fixture | detected | set by the user | converge (s) | warnings |\n|---|---|---|---|---|")
+        for row in corpus.table:
+            print(f"| {row['fixture']} | {row['detected']} | {row['set']} | {row['seconds']} | {row['warnings']} |")
+    finally:
+        github.stop()
+        lab.remove("corpus")
+
+
+@pytest.mark.parametrize("fixture", list(PROJECTS))
+def test_a_real_project_reaches_production_with_settings_only(corpus: Corpus, fixture: str, tmp_path: Path) -> None:
+    stack = corpus.stacks[fixture] = corpus.stack(fixture, tmp_path, **PROJECTS[fixture])
+    first = stack.up(echo=None)
+    Path(corpus.cafile).write_text(corpus.lab.acme_ca_pem())
+    output = _deploy_output(stack)
+    assert "==> release check: GET / answered 200 OK" in output, output
+    detected = next(line for line in output.splitlines() if line.startswith("==> dependencies: "))
+
+    page = corpus.https(fixture, "/")
+    assert page.status == 200 and f"Hello from {fixture}" in page.body, (page.status, page.body[:300])
+    # nginx serves the collected files, the page's own CSS as the page links it and the admin's.
+    assets = corpus.server.run(f"cat /home/{fixture}/{fixture}/current/.django-vps/assets", check=True).stdout.split()
+    assert "/static/admin/css/base.css" in assets and len(assets) == 2, assets
+    for path in assets:
+        response = corpus.https(fixture, path)
+        assert response.status == 200 and response.body, (path, response.status)
+    assert assets[0] in page.body, (assets, page.body[:500])
+    missing = corpus.https(fixture, "/no-such-page/")
+    assert missing.status == 404 and DEBUG_PAGE not in missing.body
+
+    # An upload through the site, then a second deploy: the file is still served, from MEDIA_URL.
+    url = corpus.upload(fixture, "proof.txt", f"uploaded to {fixture}\n")
+    assert url.startswith("/media/"), url
+    again = corpus.deploy(fixture)
+    assert "==> dependencies unchanged" in again
+    assert "==> nginx serves /static/admin/css/base.css" in again, again
+    served = corpus.https(fixture, url)
+    assert (served.status, served.body) == (200, f"uploaded to {fixture}\n")
+
+    warnings = [line.removeprefix("warning: ") for line in output.splitlines() if line.startswith("warning: ")]
+    corpus.table.append(
+        {
+            "fixture": fixture,
+            "detected": detected.removeprefix("==> dependencies: "),
+            "set": ", ".join(f"{k}={v}" for k, v in PROJECTS[fixture].items()) or "nothing",
+            "seconds": f"{first.seconds:.1f}",
+            "warnings": "; ".join(
+                re.sub(r"^check --deploy: \?: \((\S+)\).*", r"check --deploy \1", w)[:70] for w in warnings
+            )
+            or "none",
+        }
+    )
+    print(f"\n{fixture}: converge {first.seconds:.1f} s; {detected}")
+    print("\n".join(line for line in output.splitlines() if line.startswith(("==> settings overlay", "warning:"))))
+
+
+def test_without_the_overlay_the_hard_coded_project_fails_in_one_line_then_passes_after_the_edit(
+    corpus: Corpus,
+) -> None:
+    fixture = "hardcoded"
+    stack = corpus.stacks[fixture]  # as deployed with the overlay by the test above
+    stack.configure({"settingsOverlay": "false"})
+    with pytest.raises(auto.CommandError) as failed:
+        stack.up(echo=None)
+    wanted = (
+        "release check: ALLOWED_HOSTS in mysite/settings.py (line 28) is ['localhost', '127.0.0.1'], which does not "
+        f"admit {fixture}.corpus.test: add '{fixture}.corpus.test' to it"
+    )
+    assert wanted in str(failed.value), str(failed.value)[-3000:]
+    # The live release (the overlay's, from the first test) was left serving.
+    assert corpus.https(fixture, "/").status == 200
+
+    settings = (corpus.forge.work / fixture / "mysite" / "settings.py").read_text()
+    corpus.forge.push_commit(
+        fixture,
+        {"mysite/settings.py": settings.replace("ALLOWED_HOSTS = [", f"ALLOWED_HOSTS = ['{fixture}.corpus.test', ")},
+        "Admit the production domain",
+    )
+    stack.up(echo=None)
+    output = _deploy_output(stack)
+    assert "==> release check: GET / answered 200 OK" in output
+    assert "warning: DEBUG is True in production (mysite/settings.py (line 26))" in output, output
+    assert "==> settings overlay" not in output
+    # DEBUG on, as the project has it: the warning said so; the 404 page is Django's debug page.
+    assert DEBUG_PAGE in corpus.https(fixture, "/no-such-page/").body

@@ -1,0 +1,102 @@
+"""A release directory as deploy.sh prepares one, from a fixture project, for running
+files/release_check.py for real: the checkout, the default sharedPaths (media, db.sqlite3) and .env
+linked into shared/, the runtime files copied in, the virtualenv (here the test run's own, which has
+Django and the fixtures' packages), and the check run as deploy.sh runs it (`-P`, from the release)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from components import render
+from tests.render.conftest import logs_moved, make_settings
+
+DOMAIN = "blog.test"
+SHARED_PATHS = ("media", "db.sqlite3")
+# Nothing of the test run's environment may reach the check: its settings come from .env alone.
+_OWN_ENV_PREFIXES = ("PYTHON", "DJANGO", "VIRTUAL_ENV", "LOG", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DATABASE")
+
+
+def clean_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith(_OWN_ENV_PREFIXES)}
+
+
+class Release:
+    def __init__(self, tmp_path: Path, fixture: Path, *, env: list[tuple[str, str]] = (), **settings: object) -> None:
+        self.dir = tmp_path / "releases" / "r1"
+        self.shared = tmp_path / "shared"
+        self.logs = tmp_path / "logs"
+        self.fixture = fixture
+        shutil.copytree(fixture, self.dir, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
+        self.shared.mkdir()
+        self.settings = logs_moved(
+            make_settings(domain=DOMAIN, djangoEnv=[f"{k}={v}" for k, v in env], **settings), self.logs
+        )
+        # The database the program provides lives in this test's shared/, not the host's.
+        env_text = render.django_env(self.settings, "s" * 50, []).replace(
+            self.settings.database_url, f"sqlite:///{self.shared}/db.sqlite3"
+        )
+        (self.shared / ".env").write_text(env_text)
+        for path in (*SHARED_PATHS, ".env"):
+            target = self.dir / path
+            if target.is_dir() and not target.is_symlink():
+                shutil.copytree(target, self.shared / path, dirs_exist_ok=True)
+                shutil.rmtree(target)
+            (self.shared / "media").mkdir(exist_ok=True)
+            target.unlink(missing_ok=True)
+            target.symlink_to(self.shared / path)
+        for name, text in render.runtime_files().items():
+            (self.dir / name).write_text(text)
+        (self.dir / ".venv").symlink_to(Path(sys.prefix))
+        self.check = tmp_path / "bin" / "release_check.py"
+        self.check.parent.mkdir()
+        self.check.write_text(render.release_check_py())
+
+    def run(
+        self,
+        *,
+        host: str = DOMAIN,
+        path: str = "/",
+        project_dir: str = ".",
+        overlay: bool = True,
+        skip: str = "",
+        wsgi: str = "",
+        fail_on_debug: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [
+            ".venv/bin/python", "-P", str(self.check), "--project-dir", project_dir, "--domain", host,
+            "--health-path", path, "--wsgi", wsgi, "--overlay", "on" if overlay else "off", "--overlay-skip", skip,
+            "--fail-on-debug", "yes" if fail_on_debug else "no", "--hsts", "on", "--shared", str(self.shared),
+        ]  # fmt: skip
+        return subprocess.run(
+            argv, cwd=self.dir, env=clean_env(), capture_output=True, text=True, timeout=180, check=False
+        )
+
+    def facts(self) -> dict[str, str]:
+        return json.loads((self.dir / ".django-vps" / "release.json").read_text())
+
+    def assets(self) -> list[str]:
+        return (self.dir / ".django-vps" / "assets").read_text().split()
+
+    def served_static(self, url: str) -> Path:
+        """The file nginx serves for a /static/ URL: alias <current>/.django-vps/static/."""
+        assert url.startswith("/static/"), url
+        return self.dir / ".django-vps" / "static" / url.removeprefix("/static/")
+
+    def manage(self, *args: str, project_dir: str = ".") -> subprocess.CompletedProcess[str]:
+        """manage.py with the environment a Django process of django-vps gets (django_vps_wsgi.prepare)."""
+        facts = self.facts()
+        code = (
+            "import sys, runpy; sys.path.insert(0, '.'); import django_vps_wsgi as w; from pathlib import Path; "
+            f"w.prepare(Path('.').resolve(), {facts['project_dir']!r}, {facts['settings_module']!r}, "
+            f"{facts['project_settings']!r}); sys.argv = ['manage.py', *sys.argv[1:]]; "
+            f"runpy.run_path({str(Path(project_dir) / 'manage.py')!r}, run_name='__main__')"
+        )
+        return subprocess.run(
+            [".venv/bin/python", "-P", "-c", code, *args],
+            cwd=self.dir, env=clean_env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
