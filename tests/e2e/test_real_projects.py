@@ -39,7 +39,8 @@ PROJECTS: dict[str, dict[str, str]] = {
     "src-pipenv": {},
     "hardcoded": {},
 }
-DEBUG_PAGE = "You're seeing this error because you have <code>DEBUG = True</code>"
+# Django's technical 404 page (its apostrophe is a typographic one: match the markup).
+DEBUG_PAGE = "because you have <code>DEBUG = True</code>"
 
 
 @dataclass
