@@ -33,6 +33,8 @@ PIPENV_VERSION = "2026.10.3"
 WSGI_ENTRY = "django_vps_wsgi:application"
 # Copied into each release from root's directory by deploy.sh.
 RUNTIME_FILES = ("django_vps_wsgi.py", "django_vps_settings.py")
+# The admin's entry to every app's manage.py (sudo django-vps-manage APP ...).
+MANAGE_COMMAND = "/usr/local/bin/django-vps-manage"
 DNS_WAIT_ATTEMPTS = 60
 DNS_WAIT_INTERVAL = 10
 SUPERVISORCTL = "/usr/bin/supervisorctl"
@@ -172,6 +174,17 @@ def secret_names(s: Settings) -> tuple[str, ...]:
 def release_check_py() -> str:
     """Static: its inputs come as arguments from deploy.sh."""
     return (FILES / "release_check.py").read_text()
+
+
+def manage_sh(s: Settings) -> str:
+    return render(
+        "manage.sh.j2", **_paths(s), manage_script=s.manage_script, manage_py=f"{s.bin_dir}/django_vps_manage.py"
+    )
+
+
+def manage_command_sh() -> str:
+    """Static: django-vps-manage, the same for every app on the host."""
+    return (FILES / "django-vps-manage.sh").read_text()
 
 
 def runtime_files() -> dict[str, str]:
@@ -392,7 +405,11 @@ def deploy_step(s: Settings) -> str:
         gunicorn_conf_py=gunicorn_conf(s),
         deploy_sh=deploy_sh(s),
         release_check_py=release_check_py(),
-        runtime_files=runtime_files(),
+        runtime_files={**runtime_files(), "django_vps_manage.py": (FILES / "django_vps_manage.py").read_text()},
+        manage_script=s.manage_script,
+        manage_sh=manage_sh(s),
+        manage_command=MANAGE_COMMAND,
+        manage_command_sh=manage_command_sh(),
         redact=s.redact_script,
         redact_py=redact_py(),
         secret_names=secret_names(s),
@@ -469,4 +486,5 @@ def teardown_step(s: Settings, part: str) -> str:
         deploy_key=s.deploy_key_file,
         authorized_keys=s.authorized_keys,
         sudoers_file=f"/etc/sudoers.d/django-vps-{s.app_name}",
+        manage_command=MANAGE_COMMAND,
     )

@@ -389,6 +389,11 @@ class Settings:
         return f"{self.bin_dir}/release_check.py"
 
     @property
+    def manage_script(self) -> str:
+        """manage.py of the live release as the app user (also reached by django-vps-manage)."""
+        return f"{self.bin_dir}/manage"
+
+    @property
     def redact_script(self) -> str:
         return f"{self.bin_dir}/redact.py"
 

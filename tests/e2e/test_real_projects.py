@@ -90,6 +90,15 @@ class Corpus:
         assert result.returncode == 0, result.stdout
         return result.stdout
 
+    def post_row(self, fixture: str, text: str) -> str:
+        domain = f"{fixture}.corpus.test"
+        result = subprocess.run(
+            ["curl", "-sS", "--cacert", self.cafile, "--resolve", f"{domain}:443:{IP}", "-F", f"text={text}",
+             f"https://{domain}/rows/"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        return result.stdout.strip()
+
     def upload(self, fixture: str, name: str, content: str) -> str:
         with tempfile.NamedTemporaryFile("w", suffix=name) as file:
             file.write(content)
@@ -160,6 +169,17 @@ def test_a_real_project_reaches_production_with_settings_only(corpus: Corpus, fi
     assert "==> nginx serves /static/admin/css/base.css" in again, again
     served = corpus.https(fixture, url)
     assert (served.status, served.body) == (200, f"uploaded to {fixture}\n")
+
+    # A management command by the admin's helper: the app's environment, settings and database.
+    assert corpus.post_row(fixture, "from the site") == "rows 1"
+    count = corpus.server.run(
+        f"django-vps-manage {fixture} shell -c 'from django.apps import apps; "
+        'print(next(m for m in apps.get_models() if m.__name__ == "Note").objects.count())\'',
+        check=True,
+    ).stdout.splitlines()[-1]
+    assert count == "1"
+    if fixture == "src-pipenv":  # the project without gunicorn
+        assert "==> gunicorn is not among the project's dependencies: adding gunicorn==27.0.1" in output
 
     warnings = [line.removeprefix("warning: ") for line in output.splitlines() if line.startswith("warning: ")]
     corpus.table.append(

@@ -87,16 +87,12 @@ class Release:
         assert url.startswith("/static/"), url
         return self.dir / ".django-vps" / "static" / url.removeprefix("/static/")
 
-    def manage(self, *args: str, project_dir: str = ".") -> subprocess.CompletedProcess[str]:
-        """manage.py with the environment a Django process of django-vps gets (django_vps_wsgi.prepare)."""
-        facts = self.facts()
-        code = (
-            "import sys, runpy; sys.path.insert(0, '.'); import django_vps_wsgi as w; from pathlib import Path; "
-            f"w.prepare(Path('.').resolve(), {facts['project_dir']!r}, {facts['settings_module']!r}, "
-            f"{facts['project_settings']!r}); sys.argv = ['manage.py', *sys.argv[1:]]; "
-            f"runpy.run_path({str(Path(project_dir) / 'manage.py')!r}, run_name='__main__')"
-        )
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """manage.py as bin/manage runs it: files/django_vps_manage.py, from the release, with the
+        release's virtualenv (the environment and settings gunicorn has)."""
+        manage = self.check.parent / "django_vps_manage.py"
+        manage.write_text((render.FILES / "django_vps_manage.py").read_text())
         return subprocess.run(
-            [".venv/bin/python", "-P", "-c", code, *args],
+            [".venv/bin/python", "-P", str(manage), *args],
             cwd=self.dir, env=clean_env(), capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip

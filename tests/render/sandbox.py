@@ -51,6 +51,10 @@ exec {cp} "${{args[@]}}\"""",
 flags=(-f)
 for arg in "$@"; do case $arg in -*r*) flags=(-rf) ;; esac; done
 for arg in "$@"; do case $arg in -*) ;; *) {rm} "${{flags[@]}}" "$(map "$arg")" "$(map "$arg").owner" ;; esac; done""",
+    "rmdir": """record rmdir "$@"
+args=()
+for arg in "$@"; do case $arg in -*) args+=("$arg") ;; *) args+=("$(map "$arg")") ;; esac; done
+exec {rmdir} "${{args[@]}}\"""",
     "cmp": """args=()
 for arg in "$@"; do case $arg in -*) args+=("$arg") ;; *) args+=("$(map "$arg")") ;; esac; done
 exec {cmp} "${{args[@]}}\"""",
@@ -144,7 +148,7 @@ class Sandbox:
         (directory / "calls").touch()
         tools = {
             name: _real(name)
-            for name in ("mktemp", "chmod", "mv", "cp", "rm", "cmp", "stat", "mkdir", "cat", "openssl")
+            for name in ("mktemp", "chmod", "mv", "cp", "rm", "rmdir", "cmp", "stat", "mkdir", "cat", "openssl")
         }
         recorders = {**_RECORDERS, **dict.fromkeys(record, "")}
         for name, body in {**_FILE_TOOLS, **recorders}.items():

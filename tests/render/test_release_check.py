@@ -224,3 +224,23 @@ def test_the_settings_skip_list_names_exactly_the_overlays_overrides() -> None:
         for name in OVERLAY_SETTINGS
         if name not in ("SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
     )
+
+
+def test_management_commands_run_with_the_environment_and_settings_gunicorn_has(tmp_path: Path) -> None:
+    """bin/manage's Python half: src/manage.py found from the facts, the overlay's settings, the .env
+    in os.environ (DATABASE_URL's database, where the release check migrated)."""
+    release = Release(tmp_path, FIXTURES / "src-pipenv")
+    assert release.run(project_dir="src").returncode == 0
+    result = release.manage(
+        "shell", "-c", "import os; from django.conf import settings; from catalog.models import Note; "
+        "print(os.environ['DJANGO_SETTINGS_MODULE'], settings.DEBUG, settings.DATABASES['default']['NAME'], "
+        "Note.objects.count())",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # (Django 5.2's shell first says how many objects it imported)
+    assert result.stdout.splitlines()[-1].split() == [
+        "django_vps_settings",
+        "False",
+        str(release.shared / "db.sqlite3"),
+        "0",
+    ]

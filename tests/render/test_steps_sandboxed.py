@@ -53,6 +53,9 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
         s.release_check: render.release_check_py(),
         s.redact_script: render.redact_py(),
         **{f"{s.bin_dir}/{name}": text for name, text in render.runtime_files().items()},
+        f"{s.bin_dir}/django_vps_manage.py": (render.FILES / "django_vps_manage.py").read_text(),
+        s.manage_script: render.manage_sh(s),
+        render.MANAGE_COMMAND: render.manage_command_sh(),
     }
     assert sandbox.meta(s.run_script) == ("0755", "root:root")
     assert sandbox.meta(s.deploy_script) == ("0755", "root:root")
@@ -343,6 +346,7 @@ def test_teardown_app_user_removes_keys_and_sudo_rule(sandbox: Sandbox) -> None:
     # The keys in the app user's tree are removed by the app user; root's tree for the app by root.
     assert as_app(s, "rm", "-f", s.authorized_keys, s.deploy_key_file) in sandbox.calls("sudo")
     assert ["rm", "-rf", s.opt_dir] in sandbox.calls("rm")
+    assert ["rm", "-f", render.MANAGE_COMMAND] in sandbox.calls("rm")  # no other app was left
     assert "removed the CI key, the deploy key, the sudo rule and /opt/django-vps/blog" in result.stdout
 
 
