@@ -118,7 +118,17 @@ class DjangoSite(pulumi.ComponentResource):
             "sshCommand": pulumi.Output.concat("ssh ", connection.user, "@", connection.host),
             "appUser": s.user,
             "appDirectory": s.app_dir,
-            "deployCommand": pulumi.Output.concat("ssh ", s.user, "@", connection.host, " ", s.deploy_script),
+            # From your machine, with your admin key: the admin user runs it as the app user (the app
+            # user's own key is the CI's, forced to deploy.sh).
+            "deployCommand": pulumi.Output.concat(
+                "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " -H ", s.deploy_script
+            ),
+            "rollbackCommand": pulumi.Output.concat(
+                "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " -H ", s.deploy_script, " rollback"
+            ),
+            "manageCommand": pulumi.Output.concat(
+                "ssh -t ", connection.user, "@", connection.host, " sudo django-vps-manage ", s.app_name
+            ),
             "hostKey": connection.host_key,
             "githubSecrets": self.github.secret_names,
             "dnsRecords": self.dns.records,

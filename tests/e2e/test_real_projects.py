@@ -123,7 +123,7 @@ def _deploy_output(stack: CliStack) -> str:
 @pytest.fixture(scope="module")
 def corpus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     server = lab.server("corpus", IP)
-    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=tuple(PROJECTS))
+    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(*PROJECTS, "blog"))
     try:
         login = server.add_sudo_login()
         forge = lab.forge()
@@ -227,3 +227,56 @@ def test_without_the_overlay_the_hard_coded_project_fails_in_one_line_then_passe
     assert "==> settings overlay" not in output
     # DEBUG on, as the project has it: the warning said so; the 404 page is Django's debug page.
     assert DEBUG_PAGE in corpus.https(fixture, "/no-such-page/").body
+
+
+def _operate_commands() -> list[str]:
+    """The README's "Operate it" block, command by command (comments dropped)."""
+    section = (Path(__file__).parents[2] / "README.md").read_text().split("\n## Operate it\n", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip() and line[0] != "#"]
+
+
+def test_the_readmes_operate_it_commands_run_as_written(corpus: Corpus, tmp_path: Path) -> None:
+    """A startproject-shaped site (the hard-coded fixture) as app `blog`, then every command of the
+    README's "Operate it" as the admin user over SSH; createsuperuser answers its prompts on a
+    terminal (script(1))."""
+    corpus.forge.create_repo("blog", FIXTURES / "hardcoded")
+    stack = corpus.stack(
+        "blog", tmp_path, appName="blog", repository=f"{OWNER}/blog", cloneUrl=corpus.forge.url("blog")
+    )
+    stack.up(echo=None)
+    commands = _operate_commands()
+    assert len(commands) >= 12 and commands[0] == "sudo django-vps-manage blog createsuperuser", commands
+    key = tmp_path / "admin_key"
+    key.write_text(corpus.login_private_key)
+    key.chmod(0o600)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{IP} {corpus.login_host_key}\n")
+
+    def ssh(command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o",
+             f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes", f"admin@{IP}", command],
+            input=stdin, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    password = "Corpus-pass-4711-!"
+    answers = f"ops\nops@blog.test\n{password}\n{password}\n"
+    for command in commands:
+        if command.endswith("createsuperuser"):
+            result = ssh(f"script -qec {json.dumps(command)} /dev/null", stdin=answers)
+        else:
+            result = ssh(command)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+        print(f"\n$ {command}\n{result.stdout.strip()[-600:]}")
+        if command.endswith("deploy.sh rollback"):
+            assert "==> rolled back to " in result.stdout
+        if command.endswith("deploy.sh verify"):
+            assert "==> verified: " in result.stdout and "==> nginx serves " in result.stdout
+        if "diffsettings" in command:  # the overlay's overrides of the project's hard-coded settings
+            assert "ALLOWED_HOSTS" in result.stdout and "DEBUG = False" in result.stdout, result.stdout
+    superusers = ssh(
+        "sudo django-vps-manage blog shell -c "
+        "'from django.contrib.auth.models import User; print(User.objects.filter(is_superuser=True).count())'"
+    )
+    assert superusers.stdout.splitlines()[-1] == "1", superusers.stdout + superusers.stderr

@@ -542,7 +542,10 @@ def test_prod_example_exports(run_stack) -> None:
         "sshCommand": f"ssh admin@{SERVER_IPV4}",
         "appUser": "blog",
         "appDirectory": "/home/blog/blog",
-        "deployCommand": f"ssh blog@{SERVER_IPV4} /opt/django-vps/blog/bin/deploy.sh",
+        # Run from the user's machine with the admin key (the app user's key is the CI's alone).
+        "deployCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/deploy.sh",
+        "rollbackCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/deploy.sh rollback",
+        "manageCommand": f"ssh -t admin@{SERVER_IPV4} sudo django-vps-manage blog",
         "hostKey": host_key,
         "githubSecrets": SECRET_NAMES,
         "dnsRecords": [
