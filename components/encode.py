@@ -104,6 +104,12 @@ def supervisor(value: str) -> Encoded:
     return Encoded(value.replace("%", "%%"))
 
 
+def supervisor_command(argv: Iterable[str]) -> Encoded:
+    """`command = a b c`: supervisor splits it with shlex; each word is plain (supervisor()), so
+    spaces separate exactly these words."""
+    return Encoded(" ".join(supervisor(word) for word in argv))
+
+
 def supervisor_environment(pairs: Iterable[tuple[str, str]]) -> Encoded:
     """`environment = KEY="value",...`: supervisor splits it with shlex; values are double-quoted."""
     items = []

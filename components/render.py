@@ -12,6 +12,7 @@ environment's `finalize` refuses any other output, so a raw `{{ value }}` fails 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import jinja2
@@ -66,6 +67,7 @@ _env.filters.update(
         "comment": encode.comment,
         "nginx": encode.nginx,
         "supervisor": encode.supervisor,
+        "supervisor_command": encode.supervisor_command,
         "dotenv": encode.dotenv,
         "sudoers": encode.sudoers,
         "sshd": encode.sshd,
@@ -142,6 +144,8 @@ def deploy_sh(s: Settings) -> str:
         keep_releases=s.keep_releases,
         shared_paths=s.shared_paths,
         supervisorctl=SUPERVISORCTL,
+        process_programs=s.process_programs,
+        process_stop_seconds=s.process_stop_seconds,
     )
 
 
@@ -176,6 +180,20 @@ def release_check_py() -> str:
     return (FILES / "release_check.py").read_text()
 
 
+def run_process_sh(s: Settings) -> str:
+    return render(
+        "run-process.sh.j2",
+        **_paths(s),
+        exec_py=f"{s.bin_dir}/django_vps_exec.py",
+        processes_json=s.processes_file,
+    )
+
+
+def processes_json(s: Settings) -> str:
+    """JSON is the file's syntax: json.dumps is its encoder."""
+    return json.dumps({name: list(argv) for name, argv in s.processes}, indent=1, sort_keys=True) + "\n"
+
+
 def manage_sh(s: Settings) -> str:
     return render(
         "manage.sh.j2", **_paths(s), manage_script=s.manage_script, manage_py=f"{s.bin_dir}/django_vps_manage.py"
@@ -199,6 +217,10 @@ def supervisor_program(s: Settings) -> str:
         # supervisor restarts a program whose configuration changed: a new run.sh (what gunicorn is
         # started with, which a HUP keeps) then reaches the running site.
         run_sh_digest=sha256(run_sh(s))[:16],
+        process_names=[name for name, _ in s.processes],
+        run_process=s.run_process_script,
+        processes_digest=sha256(run_process_sh(s) + processes_json(s))[:16],
+        stop_seconds=s.process_stop_seconds,
         environment=encode.supervisor_environment([("HOME", s.home), ("USER", s.user)]),
     )
 
@@ -210,7 +232,11 @@ SUDO_COMMANDS = (("avail",), ("status", "{app}"), ("signal", "HUP", "{app}"), ("
 
 def sudo_commands(s: Settings) -> tuple[tuple[str, ...], ...]:
     base = (SUPERVISORCTL, "-c", SUPERVISOR_CONF)
-    return tuple((*base, *(word.format(app=s.app_name) for word in args)) for args in SUDO_COMMANDS)
+    commands = [(*base, *(word.format(app=s.app_name) for word in args)) for args in SUDO_COMMANDS]
+    # A deploy restarts the processes: each by its exact name.
+    for program in s.process_programs:
+        commands += [(*base, "restart", program), (*base, "status", program)]
+    return tuple(commands)
 
 
 def sudoers(s: Settings) -> str:
@@ -405,7 +431,14 @@ def deploy_step(s: Settings) -> str:
         gunicorn_conf_py=gunicorn_conf(s),
         deploy_sh=deploy_sh(s),
         release_check_py=release_check_py(),
-        runtime_files={**runtime_files(), "django_vps_manage.py": (FILES / "django_vps_manage.py").read_text()},
+        runtime_files={
+            **runtime_files(),
+            "django_vps_manage.py": (FILES / "django_vps_manage.py").read_text(),
+            "django_vps_exec.py": (FILES / "django_vps_exec.py").read_text(),
+            "processes.json": processes_json(s),
+        },
+        run_process_script=s.run_process_script,
+        run_process_sh=run_process_sh(s),
         manage_script=s.manage_script,
         manage_sh=manage_sh(s),
         manage_command=MANAGE_COMMAND,
@@ -421,6 +454,7 @@ def supervisor_step(s: Settings) -> str:
         "host-supervisor.sh.j2",
         **_paths(s),
         program_conf=supervisor_program(s),
+        programs=(s.app_name, *s.process_programs),
         legacy_files=LEGACY_BIN_FILES,
         unlink_beneath_py=unlink_beneath_py(),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -252,6 +253,10 @@ class Settings:
     """DEBUG on refuses a release (else a warning)."""
     gunicorn_workers: int
     """0 = derived from the server's cores."""
+    processes: tuple[tuple[str, tuple[str, ...]], ...]
+    """Supervisor programs besides gunicorn: name and argv (split like a shell, run without one)."""
+    process_stop_seconds: int
+    """supervisor's stopwaitsecs for them."""
     server: HetznerServer | None
     """Set when the stack creates a Hetzner server."""
     existing_host: ExistingHost | None
@@ -389,6 +394,21 @@ class Settings:
         return f"{self.bin_dir}/release_check.py"
 
     @property
+    def run_process_script(self) -> str:
+        return f"{self.bin_dir}/run-process"
+
+    @property
+    def processes_file(self) -> str:
+        """name -> argv of the processes setting, root's (read by django_vps_exec.py)."""
+        return f"{self.bin_dir}/processes.json"
+
+    @property
+    def process_programs(self) -> tuple[str, ...]:
+        """The processes' supervisor programs, <app>.<name>: no app name holds a '.', so no other
+        app's program can share the name or its prefix."""
+        return tuple(f"{self.app_name}.{name}" for name, _ in self.processes)
+
+    @property
     def manage_script(self) -> str:
         """manage.py of the live release as the app user (also reached by django-vps-manage)."""
         return f"{self.bin_dir}/manage"
@@ -521,6 +541,19 @@ def _parse(key: str, kind: str, raw: Any) -> Any:
             shown = "" if _is_secret(key) else f"{str(raw)[:60]!r} is not a list of strings: "
             raise SettingError(key, f"{shown}must be a list of strings (pulumi config set --path '{key}[0]' <value>)")
         return [check_text(key, item, index=index).strip() for index, item in enumerate(value)]
+    if kind == "object":
+        value = raw
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = None
+        if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+            raise SettingError(
+                key,
+                f"{str(raw)[:60]!r} is not a map of names to strings (pulumi config set --path '{key}.NAME' <value>)",
+            )
+        return {check_text(key, name).strip(): check_text(key, item).strip() for name, item in value.items()}
     raise AssertionError(f"Pulumi.yaml declares unknown type {kind!r} for {key}")
 
 
@@ -875,6 +908,30 @@ def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
     )
 
 
+_PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+def _processes(reader: _Reader) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    found = []
+    for name, command in sorted(reader.value("processes").items()):
+        if not _PROCESS_NAME.match(name):
+            raise SettingError(
+                "processes", f"{name!r} is not a process name: a-z first, then a-z, 0-9 and '-', e.g. worker"
+            )
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as error:
+            raise SettingError("processes", f"{name}: {command[:60]!r} does not split into words ({error})") from None
+        if not argv:
+            raise SettingError("processes", f"{name}: the command is empty: give one, e.g. celery -A main worker")
+        if argv[0].startswith("-"):
+            raise SettingError(
+                "processes", f"{name}: {argv[0]!r} is not a program: the command starts with its program"
+            )
+        found.append((name, argv))
+    return tuple(found)
+
+
 def _names_list(reader: _Reader, key: str, what: str) -> tuple[str, ...]:
     """Dependency group and extra names, as PEP 735/685 normalise them (and a word to the shell)."""
     names = tuple(reader.value(key))
@@ -1060,6 +1117,8 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         settings_overlay_skip=overlay_skip,
         fail_on_debug=reader.value("failOnDebug"),
         gunicorn_workers=_positive(reader, "gunicornWorkers", allow_zero=True),
+        processes=_processes(reader),
+        process_stop_seconds=_positive(reader, "processStopSeconds"),
         server=server,
         existing_host=existing,
         manage_dns=reader.value("manageDns"),

@@ -72,7 +72,7 @@ def fresh_settings(**overrides: object) -> Settings:
 def _config(overrides: dict[str, object]) -> tuple[tuple[str, str], ...]:
     config: dict[str, str] = dict(BASE_CONFIG)
     for key, value in overrides.items():
-        config[key] = json.dumps(value) if isinstance(value, list) else str(value)
+        config[key] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return tuple(sorted(config.items()))
 
 

@@ -106,7 +106,11 @@ case ${{1:-}} in
                 if [ -e "$conf" ]; then start "$(basename "$conf" .conf)"; fi
             done ;;
     stop) rm -f "$state/$2.running" ;;
-    reread) ;;
+    # Real supervisorctl names each program whose configuration is new ("available"), changed or
+    # gone; here every configured one counts as changed.
+    reread) for conf in /etc/supervisor/conf.d/*.conf; do
+                if [ -e "$conf" ]; then echo "$(basename "$conf" .conf): changed"; fi
+            done ;;
 esac
 """
 

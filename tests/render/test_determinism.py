@@ -104,7 +104,11 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
         # A key of the user's: the admin-keys step alone (cloud-init's copy acted at the first boot).
         ("adminSshKeys", [LAPTOP_KEY], {"admin_keys_step"}),
         # The app user moves the home directory, the forced command and what runs it among it.
-        ("user", "web", {"ci-command", "manage", "app_user_step", "teardown_step[app-user]", *HOME_PATHS}),
+        (
+            "user",
+            "web",
+            {"ci-command", "manage", "run-process", "app_user_step", "teardown_step[app-user]", *HOME_PATHS},
+        ),
     ],
 )
 def test_a_setting_changes_exactly_the_files_that_use_it(setting: str, value: object, changed: set[str]) -> None:

@@ -15,8 +15,8 @@ def test_the_configuration_reference_lists_exactly_the_declared_settings() -> No
         default = spec.get("default")
         if "default" not in spec:
             assert rows[key].strip() == "*required*", key
-        elif default in ("", []):
-            assert rows[key].strip() in ("*derived*", "`[]`"), key
+        elif default in ("", [], {}):
+            assert rows[key].strip() in ("*derived*", "`[]`", "`{}`"), key
         elif isinstance(default, list):
             assert rows[key].strip() == "`" + ", ".join(default) + "`", key
         else:

@@ -428,6 +428,12 @@ BAD: list[Any] = [
     ({"settingsOverlaySkip": ["INSTALLED_APPS"]}, "settingsOverlaySkip", "INSTALLED_APPS", "one of ALLOWED_HOSTS"),
     ({"settingsOverlay": "maybe"}, "settingsOverlay", "maybe", "true or false"),
     ({"failOnDebug": "1"}, "failOnDebug", "1", "true or false"),
+    ({"processes": '{"Worker": "rq worker"}'}, "processes", "Worker", "a-z first"),
+    ({"processes": '{"worker": ""}'}, "processes", "worker", "the command is empty"),
+    ({"processes": '{"worker": "rq \'worker"}'}, "processes", "worker", "does not split into words"),
+    ({"processes": '{"worker": "--queue x"}'}, "processes", "--queue", "starts with its program"),
+    ({"processes": '["rq worker"]'}, "processes", "rq worker", "a map of names to strings"),
+    ({"processStopSeconds": "0"}, "processStopSeconds", "0", "1 or more"),
     # integers
     ({"gunicornWorkers": "-1"}, "gunicornWorkers", "-1", "0 or more"),
     ({"gunicornWorkers": "two"}, "gunicornWorkers", "two", "whole number"),
@@ -707,7 +713,7 @@ def test_the_first_bad_setting_stops_loading_before_anything_else() -> None:
 # The declaration in Pulumi.yaml.
 
 DECLARED = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-TYPES = {"string": str, "integer": int, "boolean": bool, "array": list}
+TYPES = {"string": str, "integer": int, "boolean": bool, "array": list, "object": dict}
 
 
 def _keys_read(values: dict[str, Any]) -> set[str]:
