@@ -104,6 +104,14 @@ def supervisor(value: str) -> Encoded:
     return Encoded(value.replace("%", "%%"))
 
 
+def redis_word(value: str) -> Encoded:
+    """A word of redis.conf (split at spaces, quotes and backslashes are syntax): plain characters only."""
+    refuse_controls(value, "redis.conf")
+    if not re.match(r"^[A-Za-z0-9._/-]+$", value):
+        raise EncodeError(f"{value[:40]!r} is not a plain redis.conf word")
+    return Encoded(value)
+
+
 def supervisor_command(argv: Iterable[str]) -> Encoded:
     """`command = a b c`: supervisor splits it with shlex; each word is plain (supervisor()), so
     spaces separate exactly these words."""

@@ -41,7 +41,9 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "app-user": ("packages",),
     "clone": ("app-user",),
     "env": ("app-user",),
-    "deploy": ("clone", "env"),
+    # (its group lets the app user at the socket: before anything of the app starts)
+    "redis": ("packages", "app-user"),
+    "deploy": ("clone", "env", "redis"),
     "supervisor": ("deploy",),
     "nginx": ("packages",),
     "dns-wait": (),
@@ -125,6 +127,7 @@ class Host(pulumi.ComponentResource):
             "app-user": args.ci_public_key.apply(lambda key: render.app_user_step(s, key)),
             "clone": render.clone_step(s),
             "env": render.env_step(s),
+            "redis": render.redis_step(s),
             "deploy": render.deploy_step(s),
             "supervisor": render.supervisor_step(s),
             "nginx": render.nginx_step(s),

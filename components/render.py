@@ -20,7 +20,7 @@ import yaml
 
 from components import encode, sshkeys
 from components.encode import Encoded
-from components.settings import LOGS_ROOT, OPT_ROOT, SUPERVISOR_CONF, Settings
+from components.settings import LOGS_ROOT, OPT_ROOT, REDIS_SOCKET, SUPERVISOR_CONF, Settings
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 UV_VERSION = "0.13.9"
@@ -68,6 +68,7 @@ _env.filters.update(
         "nginx": encode.nginx,
         "supervisor": encode.supervisor,
         "supervisor_command": encode.supervisor_command,
+        "redis_word": encode.redis_word,
         "dotenv": encode.dotenv,
         "sudoers": encode.sudoers,
         "sshd": encode.sshd,
@@ -277,6 +278,8 @@ def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) 
     ]
     given = {name for name, _ in [*s.django_env, *secret_env]}
     provided = [] if "DATABASE_URL" in given else [("DATABASE_URL", s.database_url)]
+    if s.redis:
+        provided.append(("REDIS_URL", f"unix://{REDIS_SOCKET}?db=0"))
     return render("django.env.j2", variables=[*managed, *provided, *s.django_env, *secret_env])
 
 
@@ -342,7 +345,18 @@ def deploy_workflow(s: Settings) -> str:
 
 
 def packages_step(s: Settings) -> str:
-    return render("host-packages.sh.j2", uv_version=UV_VERSION, fail2ban=s.fail2ban)
+    return render("host-packages.sh.j2", uv_version=UV_VERSION, fail2ban=s.fail2ban, redis=s.redis)
+
+
+def redis_step(s: Settings) -> str:
+    return render(
+        "host-redis.sh.j2",
+        redis=s.redis,
+        user=s.user,
+        socket=REDIS_SOCKET,
+        max_memory=s.redis_max_memory,
+        policy=s.redis_eviction_policy,
+    )
 
 
 def known_hosts_clone(s: Settings) -> str:

@@ -257,6 +257,12 @@ class Settings:
     """Supervisor programs besides gunicorn: name and argv (split like a shell, run without one)."""
     process_stop_seconds: int
     """supervisor's stopwaitsecs for them."""
+    redis: bool
+    """Debian's redis-server on a unix socket; REDIS_URL in the app's environment."""
+    redis_max_memory: str
+    """maxmemory."""
+    redis_eviction_policy: str
+    """maxmemory-policy."""
     server: HetznerServer | None
     """Set when the stack creates a Hetzner server."""
     existing_host: ExistingHost | None
@@ -908,6 +914,26 @@ def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
     )
 
 
+REDIS_POLICIES = (
+    "allkeys-lru",
+    "allkeys-lfu",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-ttl",
+    "allkeys-random",
+    "volatile-random",
+    "noeviction",
+)
+REDIS_SOCKET = "/run/redis/redis-server.sock"
+
+
+def _redis_memory(reader: _Reader) -> str:
+    value = reader.string("redisMaxMemory").lower()
+    if not re.match(r"^[1-9][0-9]{0,5}(kb|mb|gb)$", value):
+        raise SettingError("redisMaxMemory", f"{value!r} is not a size: a number and kb, mb or gb, e.g. 64mb")
+    return value
+
+
 _PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
@@ -1100,6 +1126,9 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         raise pulumi.RunError(
             f"github:baseUrl: {_shown(github_base_url)} is not a URL: give GitHub Enterprise's, e.g. https://ghe.example.com/"
         )
+    plain_env = _env_pairs("djangoEnv", reader.value("djangoEnv"), secret=False)
+    if reader.value("redis") and "REDIS_URL" in {name for name, _ in [*plain_env, *secret_env]}:
+        raise SettingError("djangoEnv", "REDIS_URL is set by the program itself when redis is on: leave it out")
     return Settings(
         domain=domain,
         repository=repository,
@@ -1119,6 +1148,9 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         gunicorn_workers=_positive(reader, "gunicornWorkers", allow_zero=True),
         processes=_processes(reader),
         process_stop_seconds=_positive(reader, "processStopSeconds"),
+        redis=reader.value("redis"),
+        redis_max_memory=_redis_memory(reader),
+        redis_eviction_policy=_choice(reader, "redisEvictionPolicy", REDIS_POLICIES),
         server=server,
         existing_host=existing,
         manage_dns=reader.value("manageDns"),
@@ -1128,7 +1160,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         acme_server=_acme(reader),
         client_max_body_size=body,
         logs=_logs(reader, app_dir_of(user, app_name), app_name),
-        django_env=tuple(_env_pairs("djangoEnv", reader.value("djangoEnv"), secret=False)),
+        django_env=tuple(plain_env),
         django_secret_env=tuple((k, pulumi.Output.secret(v)) for k, v in secret_env),
         django_secret_key=pulumi.Output.secret(secret_key) if secret_key else None,
         deploy_workflow=reader.value("deployWorkflow"),

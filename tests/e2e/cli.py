@@ -123,7 +123,13 @@ class CliStack:
                     self.stack.remove_config(full)
             if value is None:
                 continue
-            if value.startswith("["):
+            if value.startswith("{"):
+                # An object setting: each key by its path (`--path 'processes.worker'`).
+                with contextlib.suppress(auto.CommandError):
+                    self.stack.remove_config(full)
+                for name, item in json.loads(value).items():
+                    self.stack.set_config(f"{full}.{name}", auto.ConfigValue(str(item), secret=secret), path=True)
+            elif value.startswith("["):
                 for index, item in enumerate(json.loads(value)):
                     self.stack.set_config(f"{full}[{index}]", auto.ConfigValue(str(item), secret=secret), path=True)
             else:

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from pulumi import automation as auto
 
 from tests.e2e import web
 from tests.e2e.cli import CliStack
+from tests.e2e.load import steady_load
 from tests.e2e.site import FIXTURES, _plain
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.forge import Forge
@@ -123,7 +125,7 @@ def _deploy_output(stack: CliStack) -> str:
 @pytest.fixture(scope="module")
 def corpus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     server = lab.server("corpus", IP)
-    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(*PROJECTS, "blog"))
+    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(*PROJECTS, "blog", "rq-worker"))
     try:
         login = server.add_sudo_login()
         forge = lab.forge()
@@ -280,3 +282,62 @@ def test_the_readmes_operate_it_commands_run_as_written(corpus: Corpus, tmp_path
         "'from django.contrib.auth.models import User; print(User.objects.filter(is_superuser=True).count())'"
     )
     assert superusers.stdout.splitlines()[-1] == "1", superusers.stdout + superusers.stderr
+
+
+def _rows(corpus: Corpus, fixture: str, wanted: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        body = corpus.https(fixture, "/rows/").body
+        if body == wanted:
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"/rows/ answers {body!r}, not {wanted!r}, after {timeout} s")
+
+
+def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_under_load(
+    corpus: Corpus, tmp_path: Path
+) -> None:
+    """processes + redis: an RQ worker (its own supervisor program) runs the jobs a web request
+    queues on the host's Redis socket; a deploy under load while a long job runs fails no request
+    and loses no job (TERM: RQ's warm shutdown finishes it); a process taken out of the setting goes."""
+    fixture = "rq-worker"
+    corpus.forge.create_repo(fixture, FIXTURES / fixture)
+    stack = corpus.stack(
+        fixture, tmp_path, processes=json.dumps({"worker": "rq worker --url $REDIS_URL"}), redis="true"
+    )
+    stack.up(echo=None)
+    program = f"{fixture}.worker"
+    assert "RUNNING" in corpus.server.run(f"supervisorctl status {program}").stdout
+    assert corpus.server.run("ss -ltn | grep -c ':6379 '").stdout.strip() == "0", "redis listens on TCP"
+    domain = f"{fixture}.corpus.test"
+
+    def enqueue(text: str, seconds: float) -> str:
+        result = subprocess.run(
+            ["curl", "-sS", "--cacert", corpus.cafile, "--resolve", f"{domain}:443:{IP}", "-F", f"text={text}",
+             "-F", f"seconds={seconds}", f"https://{domain}/enqueue/"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        assert result.stdout.startswith("queued "), result.stdout
+        return result.stdout
+
+    enqueue("first", 0)
+    _rows(corpus, fixture, "rows 1")
+
+    enqueue("long", 8)
+    time.sleep(1)  # the worker has taken it
+    with steady_load(IP, domain, "/") as load:
+        started = time.monotonic()
+        output = corpus.deploy(fixture)
+        deploy_seconds = time.monotonic() - started
+    assert f"==> restarting {program}" in output, output
+    assert load.errors == 0 and set(load.statuses) == {200}, (load.statuses, load.errors)
+    _rows(corpus, fixture, "rows 2")  # the long job was finished, not lost
+    time.sleep(2)
+    assert corpus.https(fixture, "/rows/").body == "rows 2", "a job ran twice"
+    print(f"\ndeploy with a worker finishing an 8 s job, under load: {deploy_seconds:.1f} s, "
+          f"{load.sent} requests, {load.errors} failed, statuses {dict(load.statuses)}")  # fmt: skip
+
+    stack.configure({"processes": None})
+    stack.up(echo=None)
+    assert "no such process" in corpus.server.run(f"supervisorctl status {program}").stdout.lower()

@@ -102,6 +102,10 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
     "uv-custom": lambda: {
         "dependencies": "uv",
         "dependencyGroups": ["production", "web"],
+        "processes": {"worker": "celery -A main worker -l info", "beat": "celery -A main beat"},
+        "redis": "true",
+        "redisMaxMemory": "256mb",
+        "redisEvictionPolicy": "noeviction",
         "dependencyExtras": ["s3"],
         "settingsOverlaySkip": ["LOGGING", "DEBUG"],
         "failOnDebug": "true",

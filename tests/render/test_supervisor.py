@@ -23,7 +23,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from signal import SIGINT
+from signal import SIGINT, SIGTERM
 
 import pytest
 
@@ -259,7 +259,7 @@ def test_run_sh_check_notices_a_resolved_path(tmp_path: Path, old: str, new: str
     assert _run_sh_starts(s, text.replace(old, new), tmp_path) != _expected_starts(s, tmp_path)
 
 
-def _program(s: Settings, text: str) -> tuple[str, object]:
+def _program(s: Settings, text: str, name: str | None = None) -> tuple[str, object]:
     """The program as supervisor itself reads it: (name, its process config). supervisor resolves
     `user =` and checks the log directories when it reads the file: the user running the tests,
     and /var/log/supervisor/ moved to a temporary directory (given back as /var/log/supervisor/)."""
@@ -277,7 +277,9 @@ def _program(s: Settings, text: str) -> tuple[str, object]:
         options = ServerOptions()
         options.configfile = str(conf)
         options.process_config(do_usage=False)
-        (group,) = options.process_group_configs
+        groups = {group.name: group for group in options.process_group_configs}
+        assert set(groups) == {s.app_name, *s.process_programs}
+        group = groups[name or s.app_name]
         (process,) = group.process_configs
         for name in ("stdout_logfile", "stderr_logfile"):
             setattr(process, name, getattr(process, name).replace(f"{directory}/", "/var/log/supervisor/"))
@@ -292,6 +294,29 @@ def test_supervisor_runs_run_sh_in_current(variant: Settings) -> None:
     logs = (process.stdout_logfile, process.stderr_logfile)
     assert logs == (f"/var/log/supervisor/{s.app_name}.out.log", f"/var/log/supervisor/{s.app_name}.err.log")
     assert (process.stopsignal, process.killasgroup, process.stopasgroup) == (SIGINT, True, True)
+
+
+def test_each_process_is_a_program_as_the_app_user_stopped_gracefully() -> None:
+    """processes, as supervisor itself reads them: <app>.<name>, run-process NAME in `current`, TERM
+    first and processStopSeconds to finish, its own logs; run-process finds the argv in root's file."""
+    s = make_settings(processes={"worker": "rq worker --url $REDIS_URL", "beat": "celery -A main beat"},
+                      processStopSeconds=90)  # fmt: skip
+    assert s.process_programs == ("blog.beat", "blog.worker")
+    for program, name in zip(s.process_programs, ("beat", "worker"), strict=True):
+        found, process = _program(s, render.supervisor_program(s), program)
+        assert (found, process.command, process.directory) == (program, f"{s.run_process_script} {name}", s.current_dir)
+        assert (process.stopsignal, process.stopwaitsecs, process.killasgroup) == (SIGTERM, 90, True)
+        assert process.stopasgroup is False  # TERM to the worker itself, which lets its children finish
+        assert process.stdout_logfile == f"/var/log/supervisor/{program}.out.log"
+    assert json.loads(render.processes_json(s)) == {
+        "beat": ["celery", "-A", "main", "beat"],
+        "worker": ["rq", "worker", "--url", "$REDIS_URL"],
+    }
+    # A deploy may restart and ask after exactly these, and nothing else of supervisor's.
+    sudo = render.sudo_commands(s)
+    for program in s.process_programs:
+        base = (render.SUPERVISORCTL, "-c", "/etc/supervisor/supervisord.conf")
+        assert (*base, "restart", program) in sudo and (*base, "status", program) in sudo
 
 
 def test_supervisor_program_check_notices_a_resolved_directory() -> None:

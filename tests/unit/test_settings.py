@@ -434,6 +434,11 @@ BAD: list[Any] = [
     ({"processes": '{"worker": "--queue x"}'}, "processes", "--queue", "starts with its program"),
     ({"processes": '["rq worker"]'}, "processes", "rq worker", "a map of names to strings"),
     ({"processStopSeconds": "0"}, "processStopSeconds", "0", "1 or more"),
+    ({"redis": "on"}, "redis", "on", "true or false"),
+    ({"redisMaxMemory": "64 mb"}, "redisMaxMemory", "64 mb", "e.g. 64mb"),
+    ({"redisMaxMemory": "lots"}, "redisMaxMemory", "lots", "kb, mb or gb"),
+    ({"redisEvictionPolicy": "lru"}, "redisEvictionPolicy", "lru", "allkeys-lru, allkeys-lfu"),
+    ({"redis": "true", "djangoEnv": '["REDIS_URL=redis://x"]'}, "djangoEnv", "REDIS_URL", "set by the program itself"),
     # integers
     ({"gunicornWorkers": "-1"}, "gunicornWorkers", "-1", "0 or more"),
     ({"gunicornWorkers": "two"}, "gunicornWorkers", "two", "whole number"),
