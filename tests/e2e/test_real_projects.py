@@ -8,7 +8,9 @@ line naming the edit, and passes after that edit."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import subprocess
 import tempfile
 import time
@@ -255,20 +257,41 @@ def test_the_readmes_operate_it_commands_run_as_written(corpus: Corpus, tmp_path
     known = tmp_path / "known_hosts"
     known.write_text(f"{IP} {corpus.login_host_key}\n")
 
-    def ssh(command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def ssh(command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o",
              f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes", f"admin@{IP}", command],
-            input=stdin, capture_output=True, text=True, timeout=300, check=False,
+            capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
+    def interactive(command: str, answers: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
+        """ssh -tt, each answer typed once its prompt is on the terminal (getpass flushes input
+        typed ahead, as a terminal user's would be)."""
+        process = subprocess.Popen(
+            ["ssh", "-tt", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o",
+             f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes", f"admin@{IP}", command],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        assert process.stdin is not None and process.stdout is not None
+        seen, deadline = b"", time.monotonic() + 120
+        for prompt, answer in answers:
+            while prompt.encode() not in seen.rsplit(b"\n", 1)[-1] and time.monotonic() < deadline:
+                ready, _, _ = select.select([process.stdout], [], [], 1)
+                if ready:
+                    chunk = os.read(process.stdout.fileno(), 4096)
+                    if not chunk:
+                        break
+                    seen += chunk
+            process.stdin.write(answer.encode() + b"\n")
+            process.stdin.flush()
+        rest, _ = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(command, process.returncode, (seen + rest).decode(errors="replace"), "")
+
     password = "Corpus-pass-4711-!"
-    answers = f"ops\nops@blog.test\n{password}\n{password}\n"
+    prompts = [("Username", "ops"), ("Email address", "ops@blog.test"), ("Password:", password),
+               ("Password (again)", password)]  # fmt: skip
     for command in commands:
-        if command.endswith("createsuperuser"):
-            result = ssh(f"script -qec {json.dumps(command)} /dev/null", stdin=answers)
-        else:
-            result = ssh(command)
+        result = interactive(command, prompts) if command.endswith("createsuperuser") else ssh(command)
         assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
         print(f"\n$ {command}\n{result.stdout.strip()[-600:]}")
         if command.endswith("deploy.sh rollback"):
