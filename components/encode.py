@@ -112,6 +112,23 @@ def redis_word(value: str) -> Encoded:
     return Encoded(value)
 
 
+def systemd_word(value: str) -> Encoded:
+    """A word of a unit file's setting (systemd splits at spaces, and gives meaning to quotes,
+    backslashes, `%` specifiers and `$` variables): plain characters only."""
+    refuse_controls(value, "a systemd unit")
+    if not re.match(r"^[A-Za-z0-9._/@:+=,-]+$", value):
+        raise EncodeError(f"{value[:40]!r} is not a plain systemd unit word")
+    return Encoded(value)
+
+
+def systemd_calendar(value: str) -> Encoded:
+    """OnCalendar=: systemd.time(7)'s characters (spaces among them), none of the unit file's syntax."""
+    refuse_controls(value, "a systemd calendar expression")
+    if not re.match(r"^[A-Za-z0-9 *:/,.~+-]{1,100}$", value) or value != value.strip():
+        raise EncodeError(f"{value[:40]!r} is not a plain systemd calendar expression")
+    return Encoded(value)
+
+
 def supervisor_command(argv: Iterable[str]) -> Encoded:
     """`command = a b c`: supervisor splits it with shlex; each word is plain (supervisor()), so
     spaces separate exactly these words."""

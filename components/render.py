@@ -69,6 +69,8 @@ _env.filters.update(
         "supervisor": encode.supervisor,
         "supervisor_command": encode.supervisor_command,
         "redis_word": encode.redis_word,
+        "systemd_word": encode.systemd_word,
+        "systemd_calendar": encode.systemd_calendar,
         "dotenv": encode.dotenv,
         "sudoers": encode.sudoers,
         "sshd": encode.sshd,
@@ -185,8 +187,38 @@ def run_process_sh(s: Settings) -> str:
     return render(
         "run-process.sh.j2",
         **_paths(s),
+        what="processes",
         exec_py=f"{s.bin_dir}/django_vps_exec.py",
         processes_json=s.processes_file,
+    )
+
+
+def run_scheduled_sh(s: Settings) -> str:
+    return render(
+        "run-process.sh.j2",
+        **_paths(s),
+        what="scheduled commands",
+        exec_py=f"{s.bin_dir}/django_vps_exec.py",
+        processes_json=s.schedule_file,
+    )
+
+
+def schedule_json(s: Settings) -> str:
+    """What each scheduled command runs, as an argv in the project's directory ("python" is the
+    release's: the launcher puts its virtualenv first on PATH)."""
+    commands = {entry.name: ["python", "manage.py", *entry.manage] if entry.manage else list(entry.run)
+                for entry in s.schedule}  # fmt: skip
+    return json.dumps(commands, indent=1, sort_keys=True) + "\n"
+
+
+def schedule_step(s: Settings) -> str:
+    entries = [{"name": e.name, "on": e.on, "unit": s.schedule_unit(e.name)} for e in s.schedule]
+    return render(
+        "host-schedule.sh.j2",
+        **_paths(s),
+        entries=entries,
+        units_wanted=[entry["unit"] for entry in entries],
+        run_scheduled=f"{s.bin_dir}/run-scheduled",
     )
 
 
@@ -450,7 +482,10 @@ def deploy_step(s: Settings) -> str:
             "django_vps_manage.py": (FILES / "django_vps_manage.py").read_text(),
             "django_vps_exec.py": (FILES / "django_vps_exec.py").read_text(),
             "processes.json": processes_json(s),
+            "schedule.json": schedule_json(s),
         },
+        run_scheduled_script=f"{s.bin_dir}/run-scheduled",
+        run_scheduled_sh=run_scheduled_sh(s),
         run_process_script=s.run_process_script,
         run_process_sh=run_process_sh(s),
         manage_script=s.manage_script,

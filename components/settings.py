@@ -218,6 +218,17 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class ScheduledCommand:
+    name: str
+    on: str
+    """A systemd calendar expression."""
+    manage: tuple[str, ...]
+    """A management command and its arguments; empty when `run` is given."""
+    run: tuple[str, ...]
+    """A program in the release and its arguments; empty when `manage` is given."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of the program, validated. Components receive this, never raw config."""
 
@@ -257,6 +268,8 @@ class Settings:
     """Supervisor programs besides gunicorn: name and argv (split like a shell, run without one)."""
     process_stop_seconds: int
     """supervisor's stopwaitsecs for them."""
+    schedule: tuple[ScheduledCommand, ...]
+    """Commands run by systemd timers."""
     redis: bool
     """Debian's redis-server on a unix socket; REDIS_URL in the app's environment."""
     redis_max_memory: str
@@ -415,6 +428,15 @@ class Settings:
         return tuple(f"{self.app_name}.{name}" for name, _ in self.processes)
 
     @property
+    def schedule_file(self) -> str:
+        """name -> what each scheduled command runs, root's (read by django_vps_exec.py)."""
+        return f"{self.bin_dir}/schedule.json"
+
+    def schedule_unit(self, name: str) -> str:
+        """django-vps-<app>.<name>: no app name holds a '.', so no other app's unit shares the prefix."""
+        return f"django-vps-{self.app_name}.{name}"
+
+    @property
     def manage_script(self) -> str:
         """manage.py of the live release as the app user (also reached by django-vps-manage)."""
         return f"{self.bin_dir}/manage"
@@ -536,6 +558,13 @@ def _parse(key: str, kind: str, raw: Any) -> Any:
         if text not in ("true", "false"):
             raise SettingError(key, f"{str(raw)!r} is not a boolean: use true or false")
         return text == "true"
+    if kind == "array" and declared_config()[key].get("items", {}).get("type") == "object":
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(value, list) or not all(
+            isinstance(item, dict) and all(isinstance(v, str) for v in item.values()) for item in value
+        ):
+            raise SettingError(key, f"{str(raw)[:60]!r} is not a list of maps of strings ({{name, on, command}})")
+        return [{check_text(key, k).strip(): check_text(key, v).strip() for k, v in item.items()} for item in value]
     if kind == "array":
         value = raw
         if isinstance(raw, str):
@@ -935,6 +964,44 @@ def _redis_memory(reader: _Reader) -> str:
 
 
 _PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# What systemd calendar expressions are made of (systemd.time(7)); systemd-analyze checks the rest.
+_CALENDAR = re.compile(r"^[A-Za-z0-9 *:/,.~+-]{1,100}$")
+
+
+def _words(key: str, what: str, text: str) -> tuple[str, ...]:
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as error:
+        raise SettingError(key, f"{what}: {text[:60]!r} does not split into words ({error})") from None
+    if not words:
+        raise SettingError(key, f"{what}: the command is empty")
+    if words[0].startswith("-"):
+        raise SettingError(key, f"{what}: {words[0]!r} is not a command: the command comes first")
+    return words
+
+
+def _schedule(reader: _Reader) -> tuple[ScheduledCommand, ...]:
+    found: list[ScheduledCommand] = []
+    for index, item in enumerate(reader.value("schedule")):
+        keys = set(item)
+        if not {"name", "on"} <= keys or len(keys & {"command", "run"}) != 1 or keys - {"name", "on", "command", "run"}:
+            raise SettingError(
+                "schedule", f"item {index} has {sorted(keys)}: give name, on and one of command (manage.py) or run"
+            )
+        name, on = item["name"], item["on"]
+        if not _PROCESS_NAME.match(name):
+            raise SettingError("schedule", f"{name!r} is not a name: a-z first, then a-z, 0-9 and '-', e.g. sessions")
+        if any(other.name == name for other in found):
+            raise SettingError("schedule", f"{name!r} is given twice: give each command its own name")
+        if not _CALENDAR.match(on):
+            raise SettingError(
+                "schedule",
+                f"{name}: {on[:60]!r} is not a systemd calendar expression, e.g. daily, hourly, Mon *-*-* 06:00",
+            )
+        manage = _words("schedule", name, item["command"]) if "command" in item else ()
+        run = _words("schedule", name, item["run"]) if "run" in item else ()
+        found.append(ScheduledCommand(name, on, manage, run))
+    return tuple(found)
 
 
 def _processes(reader: _Reader) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -1148,6 +1215,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         gunicorn_workers=_positive(reader, "gunicornWorkers", allow_zero=True),
         processes=_processes(reader),
         process_stop_seconds=_positive(reader, "processStopSeconds"),
+        schedule=_schedule(reader),
         redis=reader.value("redis"),
         redis_max_memory=_redis_memory(reader),
         redis_eviction_policy=_choice(reader, "redisEvictionPolicy", REDIS_POLICIES),

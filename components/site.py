@@ -126,6 +126,10 @@ class DjangoSite(pulumi.ComponentResource):
             "rollbackCommand": pulumi.Output.concat(
                 "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " -H ", s.deploy_script, " rollback"
             ),
+            # The scheduled commands' last runs (and `systemctl --failed` lists a failed one).
+            "scheduleLogs": pulumi.Output.concat(
+                "ssh ", connection.user, "@", connection.host, f" journalctl -u 'django-vps-{s.app_name}.*' -n 50"
+            ),
             "manageCommand": pulumi.Output.concat(
                 "ssh -t ", connection.user, "@", connection.host, " sudo django-vps-manage ", s.app_name
             ),

@@ -131,7 +131,11 @@ class CliStack:
                     self.stack.set_config(f"{full}.{name}", auto.ConfigValue(str(item), secret=secret), path=True)
             elif value.startswith("["):
                 for index, item in enumerate(json.loads(value)):
-                    self.stack.set_config(f"{full}[{index}]", auto.ConfigValue(str(item), secret=secret), path=True)
+                    # A list of maps (schedule): each field by its path, `schedule[0].name`.
+                    fields = item.items() if isinstance(item, dict) else [(None, item)]
+                    for name, field_value in fields:
+                        path = f"{full}[{index}]" + (f".{name}" if name else "")
+                        self.stack.set_config(path, auto.ConfigValue(str(field_value), secret=secret), path=True)
             else:
                 self.stack.set_config(full, auto.ConfigValue(value, secret=secret))
 

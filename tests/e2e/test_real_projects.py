@@ -326,10 +326,20 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     and loses no job (TERM: RQ's warm shutdown finishes it); a process taken out of the setting goes."""
     fixture = "rq-worker"
     corpus.forge.create_repo(fixture, FIXTURES / fixture)
+    tick = {
+        "name": "tick",
+        "on": "*:0/20",
+        "command": "shell -c \"from polls.models import Note; Note.objects.create(text='tick')\"",
+    }
     stack = corpus.stack(
-        fixture, tmp_path, processes=json.dumps({"worker": "rq worker --url $REDIS_URL"}), redis="true"
+        fixture,
+        tmp_path,
+        processes=json.dumps({"worker": "rq worker --url $REDIS_URL"}),
+        redis="true",
+        schedule=json.dumps([tick]),
     )
-    stack.up(echo=None)
+    first = stack.up(echo=None)
+    assert first.outputs["scheduleLogs"].endswith(f"journalctl -u 'django-vps-{fixture}.*' -n 50")
     program = f"{fixture}.worker"
     assert "RUNNING" in corpus.server.run(f"supervisorctl status {program}").stdout
     assert corpus.server.run("ss -ltn | grep -c ':6379 '").stdout.strip() == "0", "redis listens on TCP"
@@ -347,6 +357,15 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     enqueue("first", 0)
     _rows(corpus, fixture, "rows 1")
 
+    # The scheduled command: its timer is scheduled, and its service (started here) writes a row.
+    unit = f"django-vps-{fixture}.tick"
+    timers = corpus.server.run(f"systemctl list-timers --all --no-legend {unit}.timer", check=True).stdout
+    assert f"{unit}.timer" in timers and f"{unit}.service" in timers, timers
+    corpus.server.run(f"systemctl start {unit}.service", check=True)
+    _rows(corpus, fixture, "rows 2")
+    journal = corpus.server.run(f"journalctl -u {unit}.service --no-pager", check=True).stdout
+    assert "Finished" in journal or "Deactivated successfully" in journal, journal
+
     enqueue("long", 8)
     time.sleep(1)  # the worker has taken it
     with steady_load(IP, domain, "/") as load:
@@ -355,12 +374,13 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
         deploy_seconds = time.monotonic() - started
     assert f"==> restarting {program}" in output, output
     assert load.errors == 0 and set(load.statuses) == {200}, (load.statuses, load.errors)
-    _rows(corpus, fixture, "rows 2")  # the long job was finished, not lost
+    _rows(corpus, fixture, "rows 3")  # the long job was finished, not lost
     time.sleep(2)
-    assert corpus.https(fixture, "/rows/").body == "rows 2", "a job ran twice"
+    assert corpus.https(fixture, "/rows/").body == "rows 3", "a job ran twice"
     print(f"\ndeploy with a worker finishing an 8 s job, under load: {deploy_seconds:.1f} s, "
           f"{load.sent} requests, {load.errors} failed, statuses {dict(load.statuses)}")  # fmt: skip
 
-    stack.configure({"processes": None})
+    stack.configure({"processes": None, "schedule": None})
     stack.up(echo=None)
     assert "no such process" in corpus.server.run(f"supervisorctl status {program}").stdout.lower()
+    assert corpus.server.run(f"test -e /etc/systemd/system/{unit}.timer").returncode != 0, "the timer stayed"

@@ -104,6 +104,10 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "dependencyGroups": ["production", "web"],
         "processes": {"worker": "celery -A main worker -l info", "beat": "celery -A main beat"},
         "redis": "true",
+        "schedule": [
+            {"name": "sessions", "on": "daily", "command": "clearsessions"},
+            {"name": "report", "on": "Mon..Fri *-*-* 06:00", "run": "python scripts/report.py --all"},
+        ],
         "redisMaxMemory": "256mb",
         "redisEvictionPolicy": "noeviction",
         "dependencyExtras": ["s3"],

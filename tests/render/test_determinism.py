@@ -107,7 +107,15 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
         (
             "user",
             "web",
-            {"ci-command", "manage", "run-process", "app_user_step", "teardown_step[app-user]", *HOME_PATHS},
+            {
+                "ci-command",
+                "manage",
+                "run-process",
+                "run-scheduled",
+                "app_user_step",
+                "teardown_step[app-user]",
+                *HOME_PATHS,
+            },
         ),
     ],
 )

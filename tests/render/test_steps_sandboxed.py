@@ -58,6 +58,8 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
         f"{s.bin_dir}/django_vps_exec.py": (render.FILES / "django_vps_exec.py").read_text(),
         s.processes_file: render.processes_json(s),
         s.run_process_script: render.run_process_sh(s),
+        s.schedule_file: render.schedule_json(s),
+        f"{s.bin_dir}/run-scheduled": render.run_scheduled_sh(s),
         render.MANAGE_COMMAND: render.manage_command_sh(),
     }
     assert sandbox.meta(s.run_script) == ("0755", "root:root")

@@ -435,6 +435,22 @@ BAD: list[Any] = [
     ({"processes": '["rq worker"]'}, "processes", "rq worker", "a map of names to strings"),
     ({"processStopSeconds": "0"}, "processStopSeconds", "0", "1 or more"),
     ({"redis": "on"}, "redis", "on", "true or false"),
+    ({"schedule": '[{"name": "x", "on": "daily"}]'}, "schedule", "item 0", "one of command"),
+    ({"schedule": '[{"name": "X", "on": "daily", "command": "c"}]'}, "schedule", "X", "a-z first"),
+    ({"schedule": '[{"name": "x", "on": "daily; rm", "command": "c"}]'}, "schedule", "daily; rm", "calendar"),
+    (
+        {"schedule": '[{"name": "x", "on": "daily", "command": "c", "run": "d"}]'},
+        "schedule",
+        "item 0",
+        "one of command",
+    ),
+    (
+        {"schedule": '[{"name": "x", "on": "daily", "command": "c"}, {"name": "x", "on": "hourly", "run": "d"}]'},
+        "schedule",
+        "x",
+        "given twice",
+    ),
+    ({"schedule": '["daily clearsessions"]'}, "schedule", "daily clearsessions", "list of maps"),
     ({"redisMaxMemory": "64 mb"}, "redisMaxMemory", "64 mb", "e.g. 64mb"),
     ({"redisMaxMemory": "lots"}, "redisMaxMemory", "lots", "kb, mb or gb"),
     ({"redisEvictionPolicy": "lru"}, "redisEvictionPolicy", "lru", "allkeys-lru, allkeys-lfu"),
@@ -738,7 +754,8 @@ def test_pulumi_yaml_declares_every_setting_with_type_and_description() -> None:
         assert spec.get("type") in TYPES, key
         assert isinstance(spec.get("description"), str) and len(spec["description"]) > 20, key
         if spec["type"] == "array":
-            assert spec.get("items") == {"type": "string"}, key
+            # (schedule is the one list of maps: {name, on, command})
+            assert spec.get("items") == {"type": "object" if key == "schedule" else "string"}, key
         if "default" in spec:
             assert type(spec["default"]) is TYPES[spec["type"]], key
     assert {key for key, spec in DECLARED.items() if "default" not in spec} == {

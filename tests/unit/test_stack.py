@@ -122,7 +122,7 @@ def test_prod_example_registers_exactly_these_resources(run_stack) -> None:
         SECRET: 4,
         DEPLOY_KEY: 1,
         FILE: 1,
-        COMMAND: 13,
+        COMMAND: 14,
     }
 
 
@@ -400,7 +400,7 @@ def test_existing_host_mode(run_stack) -> None:
     for absent in (SERVER, FIREWALL, SSH_KEY):
         assert types[absent] == 0, absent
     assert sorted(r.name for r in run.mocks.of_type(TLS_KEY)) == ["blog-github-ci-key", "blog-github-deploy-key"]
-    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 16
+    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 17
     pinned = ed25519_public("existing-host")  # without the comment
     login = ed25519_pair("existing-login")[0]
     for role, c in commands(run).items():
@@ -546,6 +546,7 @@ def test_prod_example_exports(run_stack) -> None:
         "deployCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/deploy.sh",
         "rollbackCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/deploy.sh rollback",
         "manageCommand": f"ssh -t admin@{SERVER_IPV4} sudo django-vps-manage blog",
+        "scheduleLogs": f"ssh admin@{SERVER_IPV4} journalctl -u 'django-vps-blog.*' -n 50",
         "hostKey": host_key,
         "githubSecrets": SECRET_NAMES,
         "dnsRecords": [
