@@ -32,8 +32,13 @@ PIPENV_VERSION = "2026.10.3"
 # Served by gunicorn in every release (files/django_vps_wsgi.py): the project's WSGI callable, with
 # the app's environment in the process.
 WSGI_ENTRY = "django_vps_wsgi:application"
+ASGI_ENTRY = "django_vps_asgi:application"
+# gunicorn's worker class for server asgi, and what a release gets when the project has none.
+UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
+UVICORN_WORKER_VERSION = "0.4.0"
+UVICORN_VERSION = "0.54.0"
 # Copied into each release from root's directory by deploy.sh.
-RUNTIME_FILES = ("django_vps_wsgi.py", "django_vps_settings.py")
+RUNTIME_FILES = ("django_vps_wsgi.py", "django_vps_asgi.py", "django_vps_settings.py")
 # The admin's entry to every app's manage.py (sudo django-vps-manage APP ...).
 MANAGE_COMMAND = "/usr/local/bin/django-vps-manage"
 DNS_WAIT_ATTEMPTS = 60
@@ -117,7 +122,13 @@ def _paths(s: Settings) -> dict[str, object]:
 
 
 def run_sh(s: Settings) -> str:
-    return render("run.sh.j2", **_paths(s), wsgi_application=WSGI_ENTRY)
+    asgi = s.interface == "asgi"
+    return render(
+        "run.sh.j2",
+        **_paths(s),
+        wsgi_application=ASGI_ENTRY if asgi else WSGI_ENTRY,
+        worker_class=UVICORN_WORKER if asgi else None,
+    )
 
 
 def gunicorn_conf(s: Settings) -> str:
@@ -143,6 +154,10 @@ def deploy_sh(s: Settings) -> str:
         poetry_export_version=POETRY_EXPORT_VERSION,
         pipenv_version=PIPENV_VERSION,
         wsgi_application=s.wsgi_application,
+        server=s.interface,
+        asgi_application=s.asgi_application,
+        uvicorn_worker_version=UVICORN_WORKER_VERSION,
+        uvicorn_version=UVICORN_VERSION,
         health_check_path=s.health_check_path,
         keep_releases=s.keep_releases,
         shared_paths=s.shared_paths,
@@ -288,6 +303,9 @@ def nginx_site(s: Settings, *, tls: bool) -> str:
         tls=tls,
         client_max_body_size=s.client_max_body_size,
         http2_directive=s.image in NGINX_HTTP2_DIRECTIVE_IMAGES,
+        asgi=s.interface == "asgi",
+        # map's variables are global to nginx: one per app (a digest: app names may hold '-').
+        upgrade_variable=f"django_vps_upgrade_{sha256(s.app_name)[:12]}",
         hsts=s.hsts,
     )
 

@@ -248,6 +248,10 @@ class Settings:
     """Unix user that owns and runs the app."""
     wsgi_application: str
     """module.path:callable for gunicorn; empty: Django's WSGI_APPLICATION."""
+    interface: Literal["wsgi", "asgi"]
+    """The server setting: gunicorn's sync workers (WSGI), or uvicorn workers (ASGI)."""
+    asgi_application: str
+    """module.path:callable with server asgi; empty: ASGI_APPLICATION or the asgi module beside WSGI's."""
     dependencies: Literal["auto", "uv", "poetry", "pipenv", "requirements"]
     """How Python dependencies are installed."""
     dependency_groups: tuple[str, ...]
@@ -1155,6 +1159,11 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         raise SettingError(
             "wsgiApplication", f"{wsgi!r} is not module.path:callable, e.g. main.wsgi:application (or empty: Django's)"
         )
+    asgi = reader.string("asgiApplication")
+    if asgi and not _WSGI.match(asgi):
+        raise SettingError(
+            "asgiApplication", f"{asgi!r} is not module.path:callable, e.g. main.asgi:application (or empty: derived)"
+        )
     if reader.string("uvGroup"):
         raise SettingError(
             "uvGroup",
@@ -1205,6 +1214,8 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         app_name=app_name,
         user=user,
         wsgi_application=wsgi,
+        interface=_choice(reader, "server", ("wsgi", "asgi")),  # type: ignore[arg-type]
+        asgi_application=asgi,
         dependencies=_choice(reader, "dependencies", DEPENDENCY_MODES),  # type: ignore[arg-type]
         dependency_groups=groups,
         dependency_extras=extras,

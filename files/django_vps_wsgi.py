@@ -59,5 +59,11 @@ def _load_application():  # type: ignore[no-untyped-def]
     return getattr(importlib.import_module(module), name)
 
 
-if __name__ != "__main__" and FACTS.exists():
-    application = _load_application()
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """`application`, loaded when gunicorn asks for it (PEP 562): importing this module for its
+    helpers (the release check, django_vps_asgi) loads nothing."""
+    if name == "application":
+        global application
+        application = _load_application()
+        return application
+    raise AttributeError(name)

@@ -310,12 +310,27 @@ def wsgi_target(args: argparse.Namespace, settings) -> str:  # type: ignore[no-u
     return f"{module}:{name}"
 
 
+def asgi_target(args: argparse.Namespace, settings, wsgi: str) -> str:  # type: ignore[no-untyped-def]
+    """The setting's; else Channels' ASGI_APPLICATION; else the asgi module beside the WSGI one."""
+    if args.asgi:
+        return args.asgi
+    dotted = getattr(settings, "ASGI_APPLICATION", None)
+    if dotted:
+        module, _, name = dotted.rpartition(".")
+        return f"{module}:{name}"
+    module, _, name = wsgi.partition(":")
+    package, _, last = module.rpartition(".")
+    return f"{package + '.' if package else ''}{'asgi' if last == 'wsgi' else last}:application"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--project-dir", required=True)
     parser.add_argument("--domain", required=True)
     parser.add_argument("--health-path", required=True)
     parser.add_argument("--wsgi", default="")
+    parser.add_argument("--server", choices=("wsgi", "asgi"), default="wsgi")
+    parser.add_argument("--asgi", default="")
     parser.add_argument("--overlay", choices=("on", "off"), required=True)
     parser.add_argument("--overlay-skip", default="")
     parser.add_argument("--hsts", choices=("on", "off"), default="off")
@@ -389,6 +404,17 @@ def check(args: argparse.Namespace) -> int:
         application = getattr(importlib.import_module(module), name)
     except Exception as error:
         raise import_failure(module, error) from None
+    asgi = asgi_target(args, settings, target) if args.server == "asgi" else ""
+    if asgi:
+        asgi_module, _, asgi_name = asgi.partition(":")
+        try:
+            getattr(importlib.import_module(asgi_module), asgi_name)
+        except Exception as error:
+            raise Refused(
+                f"server asgi serves {asgi}, which does not import ({type(error).__name__}: {error}): set "
+                "asgiApplication to the project's ASGI callable (module.path:name)"
+            ) from None
+        say(f"ASGI application: {asgi}")
     check_deploy()
 
     from django.core.management import call_command
@@ -413,6 +439,7 @@ def check(args: argparse.Namespace) -> int:
         "settings_module": settings_module,
         "project_settings": project_settings,
         "wsgi_application": target,
+        "asgi_application": asgi,
         "static_root": str(settings.STATIC_ROOT),
         "media_root": str(settings.MEDIA_ROOT),
     }, indent=1))  # fmt: skip

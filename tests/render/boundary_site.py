@@ -142,7 +142,8 @@ git remote add origin {FORGE}/sdelquin/blog.git
     site.as_app(
         # deploy.sh's key(): the requirements file, the files beside it, the pip options, gunicorn's pin.
         f"cd {WORK} && key=$({{ /usr/bin/python3 --version; cat requirements.txt ./*.txt;"
-        f" printf '%s\\n' -r requirements.txt {render.GUNICORN_VERSION}; }} | sha256sum | cut -c1-24)"
+        f" printf '%s\\n' -r requirements.txt {render.GUNICORN_VERSION} {s.interface} {render.UVICORN_WORKER_VERSION};"
+        " } | sha256sum | cut -c1-24)"
         f" && ln -s {os.path.realpath(sys.prefix)} {venvs}/pip-$key"
     )
     jail.run(f"touch {os.path.realpath(sys.prefix)}/.complete")

@@ -141,6 +141,8 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "cloneUrl": "ssh://git@git.example.org:2222/team/blog.git",
         "cloneHostKeys": [f"[git.example.org]:2222 {ed25519_keypair()[1]}"],
         "wsgiApplication": "config.wsgi:app",
+        "server": "asgi",
+        "asgiApplication": "config.asgi:app",
         "acmeServer": "https://acme.example.org/directory",
         "sharedPaths": [],
         "hsts": "false",

@@ -231,8 +231,12 @@ def _expected_starts(s: Settings, root: Path) -> list[list[str]]:
     arguments = ["-P", "-m", "gunicorn", "--chdir", current, "--bind", f"unix:{root}{s.socket_path}"]
     arguments += ["--umask", "007", "--config", f"{root}{s.gunicorn_conf}", "--access-logfile", "-"]
     arguments += ["--error-logfile", "-"]
+    entry = render.WSGI_ENTRY
+    if s.interface == "asgi":  # uvicorn's workers, serving the ASGI entry
+        arguments += ["--worker-class", render.UVICORN_WORKER]
+        entry = render.ASGI_ENTRY
     python, venv = f"{current}/.venv/bin/python", f"{current}/.venv"
-    return [[python, release, current, venv, f"{venv}/bin", *arguments, render.WSGI_ENTRY] for release in ("r1", "r2")]
+    return [[python, release, current, venv, f"{venv}/bin", *arguments, entry] for release in ("r1", "r2")]
 
 
 def test_run_sh_starts_gunicorn_through_current(variant: Settings, tmp_path: Path) -> None:

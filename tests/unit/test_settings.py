@@ -435,6 +435,8 @@ BAD: list[Any] = [
     ({"processes": '["rq worker"]'}, "processes", "rq worker", "a map of names to strings"),
     ({"processStopSeconds": "0"}, "processStopSeconds", "0", "1 or more"),
     ({"redis": "on"}, "redis", "on", "true or false"),
+    ({"server": "uvicorn"}, "server", "uvicorn", "wsgi, asgi"),
+    ({"asgiApplication": "main.asgi"}, "asgiApplication", "main.asgi", "module.path:callable"),
     ({"schedule": '[{"name": "x", "on": "daily"}]'}, "schedule", "item 0", "one of command"),
     ({"schedule": '[{"name": "X", "on": "daily", "command": "c"}]'}, "schedule", "X", "a-z first"),
     ({"schedule": '[{"name": "x", "on": "daily; rm", "command": "c"}]'}, "schedule", "daily; rm", "calendar"),
