@@ -127,13 +127,14 @@ def _deploy_output(stack: CliStack) -> str:
 @pytest.fixture(scope="module")
 def corpus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     server = lab.server("corpus", IP)
-    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(*PROJECTS, "blog", "rq-worker"))
+    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(*PROJECTS, "blog", "rq-worker", "asgi-echo"))
     try:
         login = server.add_sudo_login()
         forge = lab.forge()
         for fixture in PROJECTS:
             forge.create_repo(fixture, FIXTURES / fixture)
         cafile = tmp_path_factory.mktemp("ca") / "root.pem"
+        cafile.write_text(lab.acme_ca_pem())
         corpus = Corpus(lab, server, forge, github, login.private_openssh, server.host_public_key(), str(cafile))
         yield corpus
         print("\n| fixture | detected | set by the user | converge (s) | warnings |\n|---|---|---|---|---|")
@@ -384,3 +385,40 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     stack.up(echo=None)
     assert "no such process" in corpus.server.run(f"supervisorctl status {program}").stdout.lower()
     assert corpus.server.run(f"test -e /etc/systemd/system/{unit}.timer").returncode != 0, "the timer stayed"
+
+
+def test_asgi_answers_a_websocket_over_wss_through_nginx_and_after_a_deploy(corpus: Corpus, tmp_path: Path) -> None:
+    """server asgi: uvicorn workers (supplied: the project has none), nginx passing the upgrade, a
+    websocket echo over wss:// with the lab CA's certificate; a deploy reloads gracefully and a
+    client that reconnects is served by the new workers."""
+    import socket
+    import ssl
+
+    from websockets.sync.client import connect
+
+    fixture = "asgi-echo"
+    domain = f"{fixture}.corpus.test"
+    corpus.forge.create_repo(fixture, FIXTURES / fixture)
+    stack = corpus.stack(fixture, tmp_path, server="asgi")
+    stack.up(echo=None)
+    output = _deploy_output(stack)
+    assert "==> server asgi and the project does not depend on uvicorn-worker: adding uvicorn-worker==0.4.0" in output
+    assert "==> ASGI application: mysite.asgi:application" in output, output
+    assert corpus.https(fixture, "/").status == 200
+
+    def echo(message: str) -> str:
+        context = ssl.create_default_context(cafile=corpus.cafile)
+        with connect(
+            f"wss://{domain}/ws/echo/", sock=socket.create_connection((IP, 443), timeout=10), ssl=context,
+            server_hostname=domain, open_timeout=10,
+        ) as websocket:  # fmt: skip
+            websocket.send(message)
+            return str(websocket.recv(timeout=10))
+
+    before = echo("hello")
+    assert before.startswith("echo from ") and before.endswith(": hello"), before
+    again = corpus.deploy(fixture)
+    assert "==> reloading asgi-echo gracefully" in again
+    after = echo("again")
+    assert after.endswith(": again"), after
+    print(f"\nwebsocket echo before the deploy: {before!r}; after, reconnected: {after!r}")
