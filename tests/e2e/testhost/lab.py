@@ -229,8 +229,8 @@ class Lab:
     def hetzner_api(self, images: dict[str, Path] | None = None) -> HetznerAPI:
         """A started stand-in for the Hetzner Cloud API (its `url` is `hcloud:endpoint`): its servers
         boot here from `images` (name -> image; debian-12/13 by default) with the request's user_data,
-        which each one's metadata service (`metadata()`) serves it back, its A records go into this
-        lab's DNS. Stop it when done; teardown removes its servers."""
+        which the lab's metadata service (`metadata()`) also serves back to each, and its A records go
+        into this lab's DNS. Stop it when done; teardown removes its servers."""
         return HetznerAPI(machines=LabMachines(self, images)).start()
 
     def github_api(self, owner: str, token: str, repositories: tuple[str, ...] = ()) -> GitHubAPI:
