@@ -15,11 +15,13 @@ from typing import Any
 import pulumi
 import pulumi_hcloud as hcloud
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from tests.e2e.cli import workspace_options
 from tests.e2e.testhost import Lab
 from tests.e2e.testhost.hetzner_api import HetznerAPI, NoMachines
+from tests.e2e.testhost.metadata_service import answer
 from tests.support.keys import new_ed25519
 
 pytestmark = pytest.mark.e2e
@@ -312,6 +314,17 @@ def test_a_server_boots_in_the_lab_with_its_user_data_and_destroy_removes_it(lab
         assert result.outputs["ipv4"].value == server.ip
         done = server.run("cloud-init status --wait >/dev/null; cat /etc/dvps-standin", check=True)
         assert done.stdout == "written by cloud-init from the stand-in's user_data\n"
+
+        # The metadata service serves the server what it was created with, and its metadata (the
+        # image has python3, not curl; no proxy: /etc/environment names the lab's).
+        def metadata(path: str) -> str:
+            fetch = ("import sys, urllib.request as u; sys.stdout.write(u.build_opener(u.ProxyHandler({}))"
+                     f".open('http://169.254.169.254/hetzner/v1/{path}', timeout=5).read().decode())")  # fmt: skip
+            return server.run(f'python3 -c "{fetch}"', check=True).stdout
+
+        assert metadata("userdata") == USER_DATA
+        assert metadata("metadata/hostname") == "lab-vps"
+        assert metadata("metadata/instance-id") == result.outputs["id"].value
         assert login in server.run("cat /root/.ssh/authorized_keys", check=True).stdout  # as Hetzner does
 
         # A bigger type, in place: powered off, changed, started again on the same disk and address.
@@ -327,3 +340,23 @@ def test_a_server_boots_in_the_lab_with_its_user_data_and_destroy_removes_it(lab
         assert api.unknown == []
     finally:
         api.stop()
+
+
+def test_the_metadata_service_answers_each_server_by_its_address() -> None:
+    """The metadata stand-in's answers (no lab needed): by the source address, IPv4 (also as an
+    IPv4-mapped IPv6 address, as a dual-stack socket sees it) or the server's link-local IPv6 with its
+    zone; anything else 404."""
+    meta = {"hostname": "blog-server", "instance-id": 100001, "public-ipv4": "198.51.100.2",
+            "region": "eu-central", "availability-zone": "fsn1-dc14", "local-ipv4": "", "public-keys": []}  # fmt: skip
+    state = {"198.51.100.2": {"userdata": "#cloud-config\n", "metadata": meta},
+             "fe80::1:2": {"userdata": "#cloud-config\n", "metadata": meta}}  # fmt: skip
+    for client in ("198.51.100.2", "::ffff:198.51.100.2", "fe80::1:2%eth0"):
+        assert answer(state, client, "/hetzner/v1/userdata") == (200, "#cloud-config\n"), client
+    assert answer(state, "198.51.100.2", "/hetzner/v1/metadata/instance-id") == (200, "100001")
+    assert answer(state, "198.51.100.2", "/hetzner/v1/metadata/hostname") == (200, "blog-server")
+    assert answer(state, "198.51.100.2", "/hetzner/v1/metadata/private-networks") == (200, "[]\n")
+    status, document = answer(state, "198.51.100.2", "/hetzner/v1/metadata")
+    assert status == 200 and yaml.safe_load(document) == meta
+    assert answer(state, "198.51.100.3", "/hetzner/v1/userdata")[0] == 404
+    assert answer(state, "198.51.100.2", "/latest/user-data")[0] == 404
+    assert answer(state, "198.51.100.2", "/hetzner/v1/metadata/nothing")[0] == 404

@@ -8,8 +8,7 @@ host. So the test sees exactly which files a step installs, byte for byte, with 
 owner, and what it reloads, by running the script itself rather than reading it.
 
 A few lines are rewritten (see `sandboxed`): the `[ -e /etc/letsencrypt/... ]` test and the renewal
-path in certbot_step, and the `[ -f <firewall unit> ]` test in security_step, because `[` is a
-shell builtin that no stub can intercept.
+path in certbot_step, because `[` is a shell builtin that no stub can intercept.
 """
 
 from __future__ import annotations
@@ -246,8 +245,8 @@ FIREWALL_UNIT = "/etc/systemd/system/django-vps-firewall.service"
 
 
 def sandboxed_security(script: str) -> str:
-    """security_step with its one `[` on a host path (hostFirewall off) pointed at the mirror."""
-    test = f"if [ -f {FIREWALL_UNIT} ]"
-    if test not in script:
-        return script
-    return relocate(script, {test: f'if [ -f "$SANDBOX/root{FIREWALL_UNIT}" ]'})
+    """security_step as it runs in the sandbox. It tests no host path with `[` (its table and unit are
+    installed whatever hostFirewall says), so nothing needs moving; kept as the one place to add such a
+    rewrite, and it checks that no such test crept in."""
+    assert f"[ -f {FIREWALL_UNIT} ]" not in script, "a `[` on a host path: point it at the mirror here"
+    return script

@@ -271,7 +271,12 @@ def test_security_step_parses_and_is_shellcheck_clean_in_every_combination(
     found = heredocs(text)
     assert found and all(quoted for _, _, quoted in found)
     delimiters = [delimiter for delimiter, _, _ in found]
-    assert ("NFT" in delimiters and "UNIT" in delimiters) is s.host_firewall
+    # The table and its unit are always there (the metadata service's output chain); the input
+    # chain only with hostFirewall.
+    assert "NFT" in delimiters and "UNIT" in delimiters
+    (rules,) = [body for delimiter, body, _ in found if delimiter == "NFT"]
+    assert ("chain input {" in rules) is s.host_firewall
+    assert "chain output {" in rules
     # fail2ban on: our jail is installed; off: a jail of ours from earlier is removed, nothing installed.
     assert ("jail.d/django-vps.local <<'CONF'" in text) is s.fail2ban
     assert ("rm -f /etc/fail2ban/jail.d/django-vps.local" in text) is not s.fail2ban

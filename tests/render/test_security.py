@@ -4,6 +4,7 @@ forced command run by real bash against a stub deploy.sh."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -184,27 +185,31 @@ def test_a_changed_sshd_config_sshd_rejects_is_rolled_back(sandbox: Sandbox) -> 
     assert ["reload", "ssh"] in _systemctl(sandbox)
 
 
-def test_host_firewall_off_removes_the_unit(sandbox: Sandbox) -> None:
+def test_host_firewall_off_keeps_the_table_for_the_metadata_service(sandbox: Sandbox) -> None:
+    """hostFirewall off drops the input chain only: the table and its unit stay, for the output chain
+    that keeps the metadata service root's. Switching it off on a host that had it replaces the table
+    (the rules file changes, and nft applies it atomically); nothing is disabled."""
     on, off = make_settings(), make_settings(hostFirewall="false")
-    assert "nft -" not in render.security_step(off) and "table inet" not in render.security_step(off)
+    assert "chain input {" in _rules(on) and "chain input {" not in _rules(off)
+    assert "chain output {" in _rules(on) and "chain output {" in _rules(off)
+    assert _unit(on) == _unit(off)
     sandbox.run(sandboxed_security(render.security_step(on)))
-    assert {RULES, FIREWALL_UNIT} <= set(sandbox.files())
+    assert sandbox.files()[RULES] == _rules(on)
 
     sandbox.clear_calls()
     sandbox.run(sandboxed_security(render.security_step(off)))
     files = sandbox.files()
-    assert RULES not in files and FIREWALL_UNIT not in files
+    assert files[RULES] == _rules(off) and files[FIREWALL_UNIT] == _unit(off)
+    assert sandbox.calls("nft") == [["nft", "-c", "-f", RULES], ["nft", "-f", RULES]]
     systemctl = _systemctl(sandbox)
-    disable = _index(systemctl, ["disable", "--now", "--quiet", "django-vps-firewall.service"])
-    assert disable < _index(systemctl, ["daemon-reload"])
-    assert ["rm", "-f", FIREWALL_UNIT, RULES] in sandbox.calls("rm")
-    assert sandbox.calls("nft") == []
+    assert not [call for call in systemctl if call[0] in ("disable", "stop")], systemctl
+    assert ["enable", "--quiet", "django-vps-firewall.service"] in systemctl
+    assert ["daemon-reload"] not in systemctl, "the unit did not change"
 
-    # Gone: a second run (or a host that never had it) has nothing to disable.
-    sandbox.clear_calls()
-    sandbox.run(sandboxed_security(render.security_step(off)))
-    assert not [call for call in _systemctl(sandbox) if "django-vps-firewall.service" in call]
-    assert not [call for call in _systemctl(sandbox) if call[0] in RELOADS]
+    # From nothing (a host that never had the input chain): the same table and unit.
+    fresh = Sandbox(sandbox.dir.parent / "fresh")
+    fresh.run(sandboxed_security(render.security_step(off)))
+    assert fresh.files()[RULES] == _rules(off) and fresh.files()[FIREWALL_UNIT] == _unit(off)
 
 
 def test_rules_nft_rejects_are_never_applied(sandbox: Sandbox) -> None:
@@ -382,6 +387,126 @@ def test_firewall_unit_check_notices_a_unit_that_touches_other_tables(
     found = _firewall_unit_lifecycle(_nft(), texts["unit"], texts["rules"], tmp_path)
     with pytest.raises(AssertionError):
         _assert_starts_and_stops_only_its_own_table(found)
+
+
+# The metadata service, as a server sees it: an HTTP server (root's) at Hetzner's two metadata
+# addresses on a link of a fresh network namespace; the table applied by the unit's ExecStart; then a
+# connection from each uid, and a UDP datagram. Each result is "ok:<what it read>" or the error.
+METADATA_PROBE = r"""
+import json, os, socket, subprocess, sys, threading
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True)
+
+ip("link", "set", "lo", "up")
+ip("link", "add", "dvpsmeta0", "type", "veth", "peer", "name", "dvpsmeta1")
+ip("link", "set", "dvpsmeta1", "up")
+ip("link", "set", "dvpsmeta0", "up")
+ip("addr", "add", "169.254.169.254/32", "dev", "dvpsmeta0")
+ip("-6", "addr", "add", "fe80::a9fe:a9fe/64", "dev", "dvpsmeta0", "nodad")
+subprocess.run(json.loads(sys.argv[1]), check=True)
+
+listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+listener.bind(("::", 80))
+listener.listen(16)
+
+def serve():
+    while True:
+        conn, _ = listener.accept()
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nssh_keys: ed25519_private")
+        conn.close()
+
+threading.Thread(target=serve, daemon=True).start()
+link = socket.if_nametoindex("dvpsmeta0")
+TARGETS = {
+    "ipv4": (socket.AF_INET, ("169.254.169.254", 80)),
+    "ipv6": (socket.AF_INET6, ("fe80::a9fe:a9fe", 80, 0, link)),
+}
+
+def probe(uid, family, address, kind):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            if kind == "tcp":
+                with socket.socket(family, socket.SOCK_STREAM) as s:
+                    s.settimeout(3)
+                    s.connect(address)
+                    s.sendall(b"GET /hetzner/v1/userdata HTTP/1.0\r\n\r\n")
+                    answer = s.recv(200).decode().split("\r\n\r\n", 1)[-1]
+            else:
+                with socket.socket(family, socket.SOCK_DGRAM) as s:
+                    s.sendto(b"x", (address[0], 53, *address[2:]))
+                    answer = "sent"
+            os.write(write, f"ok:{answer}".encode())
+        except OSError as error:
+            os.write(write, f"{type(error).__name__}".encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as result:
+        return result.read()
+
+found = {}
+for uid in (0, 33, 1001, 65534):
+    for name, (family, address) in TARGETS.items():
+        for kind in ("tcp", "udp"):
+            found[f"{uid} {name} {kind}"] = probe(uid, family, address, kind)
+print(json.dumps(found))
+"""
+
+
+def _metadata_probe(rules: str, unit: str, tmp_path: Path) -> dict[str, str]:
+    """METADATA_PROBE in a fresh network namespace, the rules applied exactly as the unit applies them."""
+    unshare, flag, _ = _nft()
+    path = tmp_path / "firewall.nft"
+    path.write_text(rules)
+    start = [str(path) if arg == RULES else arg for arg in _unit_commands(unit)["ExecStart"]]
+    python = find_tool("python3") or "/usr/bin/python3"
+    result = subprocess.run(
+        [unshare, flag, python, "-c", METADATA_PROBE, json.dumps(start)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+READ = "ok:ssh_keys: ed25519_private"
+
+
+@pytest.mark.parametrize("host_firewall", ["true", "false"])
+def test_only_root_reaches_the_metadata_service(host_firewall: str, tmp_path: Path) -> None:
+    """With the table applied (hostFirewall on or off), root reads the user data at both of Hetzner's
+    metadata addresses; any other uid (www-data 33, an app user, nobody) gets a refused connection (a
+    TCP reset) and its datagrams are not sent."""
+    s = make_settings(hostFirewall=host_firewall)
+    found = _metadata_probe(_rules(s), _unit(s), tmp_path)
+    for family in ("ipv4", "ipv6"):
+        assert found[f"0 {family} tcp"] == READ, found
+        assert found[f"0 {family} udp"] == "ok:sent", found
+        for uid in (33, 1001, 65534):
+            assert found[f"{uid} {family} tcp"] == "ConnectionRefusedError", found
+            assert found[f"{uid} {family} udp"] == "PermissionError", found
+
+
+def test_metadata_probe_control_without_the_output_chain(tmp_path: Path) -> None:
+    """Control: the same probe with the output chain left out of the rules reads the user data as
+    every uid, so what refuses them above is the chain."""
+    s = make_settings()
+    rules = _rules(s)
+    chain = rules[rules.index("    chain output {") : rules.index("    }\n", rules.index("    chain output {")) + 6]
+    without = rules.replace(chain, "")
+    assert "chain output" not in without and "chain input" in without
+    found = _metadata_probe(without, _unit(s), tmp_path)
+    for uid in (0, 33, 1001, 65534):
+        assert found[f"{uid} ipv4 tcp"] == READ and found[f"{uid} ipv6 tcp"] == READ, found
 
 
 def test_firewall_unit_orders_before_the_network_without_a_boot_cycle(tmp_path: Path) -> None:

@@ -457,7 +457,9 @@ def test_existing_host_with_a_sudo_user(run_stack) -> None:
 def test_hardening_switches_reach_the_host_steps(run_stack) -> None:
     steps = commands(run_stack(hostFirewall="false", fail2ban="false", hsts="false"))
     security = steps["security"].plain("create")
-    assert "table inet django_vps" not in security and "disable --now --quiet django-vps-firewall" in security
+    # The table stays for the metadata service's output chain; only the input chain goes.
+    assert "table inet django_vps {" in security and "chain output {" in security
+    assert "chain input {" not in security and "disable --now" not in security
     assert "fail2ban python3-systemd" not in security and "[sshd]" not in security
     assert "rm -f /etc/fail2ban/jail.d/django-vps.local" in security
     for role in ("nginx", "certbot"):

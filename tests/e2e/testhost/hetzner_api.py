@@ -7,7 +7,8 @@ zone, zone_rrset, error) and the endpoints are those terraform-provider-hcloud c
 resources. What is real: SSH key fingerprints (MD5 of the key blob, as Hetzner shows them), the
 uniqueness and token checks, and servers: `POST /servers` boots a lab server from the image with
 the request's `user_data` applied by cloud-init (through a `Machines` backend, so the model also
-works without a lab). A records go to the lab's DNS.
+works without a lab), and served back to it by the lab's metadata service at 169.254.169.254, as
+Hetzner's does (metadata.py). A records go to the lab's DNS.
 
 LIMITATIONS (each one a place where the real API does more):
 - every action is answered finished (`"status": "success"`): clients never poll;
@@ -149,7 +150,10 @@ def fingerprint(public_key: str) -> str:
 class Machines(Protocol):
     """What stands behind `POST /servers`: the lab (`LabMachines`), or nothing in model tests."""
 
-    def create(self, server_id: int, image: str, user_data: str | None, keys: list[str], start: bool) -> str:
+    def create(
+        self, server_id: int, image: str, user_data: str | None, keys: list[str], start: bool, *, name: str = "",
+        location: str = "fsn1",
+    ) -> str:  # fmt: skip
         """Make the machine (booted if `start`) and return its IPv4."""
         ...
 
@@ -169,7 +173,10 @@ class NoMachines:
         self._next = itertools.count(100)
         self.published: dict[tuple[str, str], list[str]] = {}
 
-    def create(self, server_id: int, image: str, user_data: str | None, keys: list[str], start: bool) -> str:
+    def create(
+        self, server_id: int, image: str, user_data: str | None, keys: list[str], start: bool, *, name: str = "",
+        location: str = "fsn1",
+    ) -> str:  # fmt: skip
         return f"{NET}.{next(self._next)}"
 
     def power(self, server_id: int, on: bool) -> None:
@@ -214,13 +221,24 @@ class LabMachines:
                 return f"{NET}.{host}"
         raise ApiError(412, "resource_unavailable", "no free address left in the lab")
 
-    def create(self, server_id: int, image: str, user_data: str | None, keys: list[str], start: bool) -> str:
+    def create(
+        self, server_id: int, image: str, user_data: str | None, keys: list[str], start: bool, *, name: str = "",
+        location: str = "fsn1",
+    ) -> str:  # fmt: skip
         path = self._image(image)
         with self._lock:  # Lab.server is not thread-safe, and two boots must not take one address
             ip = self._free_address()
             # As on Hetzner, the project's SSH keys given at creation are root's.
-            self.lab.server(f"hc{server_id}", ip, user_data=user_data, root_authorized_keys=keys, boot=start,
-                            image=path)  # fmt: skip
+            server = self.lab.server(f"hc{server_id}", ip, user_data=user_data, root_authorized_keys=keys,
+                                     boot=False, image=path)  # fmt: skip
+            # As on Hetzner, the metadata service serves the server its user_data from the first boot.
+            _, _, _, _, network_zone, datacenter = LOCATIONS[location]
+            self.lab.metadata().serve(
+                server.netns, ip, instance_id=server_id, hostname=name or server.name, user_data=user_data,
+                datacenter=datacenter, network_zone=network_zone,
+            )  # fmt: skip
+            if start:
+                server.boot()
         return ip
 
     def power(self, server_id: int, on: bool) -> None:
@@ -233,6 +251,7 @@ class LabMachines:
     def delete(self, server_id: int) -> None:
         with self._lock:
             if f"hc{server_id}" in self.lab.servers:
+                self.lab.metadata().forget(self.lab.servers[f"hc{server_id}"].ip)
                 self.lab.remove(f"hc{server_id}")
 
     def publish(self, fqdn: str, rtype: str, values: list[str]) -> None:
@@ -1095,7 +1114,8 @@ class HetznerAPI:
         try:
             # Booting takes seconds: other requests go on meanwhile.
             ip = cloud.machines.create(server["id"], server["image_name"], server["user_data"], server["keys"],
-                                       bool(server["start"]))  # fmt: skip
+                                       bool(server["start"]), name=server["name"],
+                                       location=server["location"])  # fmt: skip
         except BaseException:
             with cloud.lock:
                 cloud.servers.pop(server["id"], None)

@@ -29,6 +29,7 @@ from .github_api import DeployKeyEvent, GitHubAPI, GitHubModel
 from .hetzner_api import HetznerAPI, LabMachines
 from .hosttools import apt_hosts, ensure_host_tools
 from .image import build_image, mounts_under, remove_tree
+from .metadata import MetadataService
 from .network import create_bridge, delete_netns, own_links, own_netns
 from .server import Server
 
@@ -79,6 +80,7 @@ class Lab:
         self.run_dir: Path | None = None
         self.servers: dict[str, Server] = {}
         self._forge: Forge | None = None
+        self._metadata: MetadataService | None = None
         self._procs: list[subprocess.Popen[bytes]] = []
         self.dns: TestDNS
         self.pebble: Pebble
@@ -134,6 +136,9 @@ class Lab:
         if self._forge:
             self._forge.teardown()
             self._forge = None
+        if self._metadata:
+            self._metadata.teardown()
+            self._metadata = None
         kill_cgroup(CGROUP_ROOT / "_lab")
         for proc in self._procs:
             proc.wait(timeout=10)
@@ -213,10 +218,19 @@ class Lab:
             self._forge = Forge(self.run_dir, ip)
         return self._forge
 
+    def metadata(self) -> MetadataService:
+        """Hetzner's metadata service at 169.254.169.254 (one per lab, started on first use); the
+        Hetzner stand-in registers each server it creates."""
+        assert self.run_dir is not None, "lab not started"
+        if self._metadata is None:
+            self._metadata = MetadataService(self.run_dir)
+        return self._metadata
+
     def hetzner_api(self, images: dict[str, Path] | None = None) -> HetznerAPI:
         """A started stand-in for the Hetzner Cloud API (its `url` is `hcloud:endpoint`): its servers
         boot here from `images` (name -> image; debian-12/13 by default) with the request's user_data,
-        its A records go into this lab's DNS. Stop it when done; teardown removes its servers."""
+        which the lab's metadata service (`metadata()`) also serves back to each, and its A records go
+        into this lab's DNS. Stop it when done; teardown removes its servers."""
         return HetznerAPI(machines=LabMachines(self, images)).start()
 
     def github_api(self, owner: str, token: str, repositories: tuple[str, ...] = ()) -> GitHubAPI:

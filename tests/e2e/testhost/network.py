@@ -29,6 +29,25 @@ def create_host_netns(name: str, ip: str) -> str:
     return ns
 
 
+def create_link_netns(name: str, addresses: list[str], routes: list[str]) -> str:
+    """Make netns dvps-<name> plugged into the bridge like a host, but holding only `addresses`
+    (CIDR, IPv4 or IPv6; no duplicate address detection) on its eth0 and reaching `routes` on the
+    link (with no gateway): for a service at an address outside the lab's /24 (the metadata service)."""
+    if not NAME_RE.match(name):
+        raise ValueError(f"host name {name!r}: use 1-10 lowercase letters/digits")
+    ns = f"{PREFIX}-{name}"
+    sh(["ip", "netns", "add", ns])
+    sh(["ip", "link", "add", ns, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    sh(["ip", "link", "set", ns, "master", BRIDGE, "up"])
+    sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+    for address in addresses:
+        sh(["ip", "-n", ns, "addr", "add", address, "dev", "eth0", *(["nodad"] if ":" in address else [])])
+    sh(["ip", "-n", ns, "link", "set", "eth0", "up"])
+    for route in routes:
+        sh(["ip", "-n", ns, "route", "add", route, "dev", "eth0"])
+    return ns
+
+
 def delete_netns(ns: str) -> None:
     # Deleting the netns deletes its eth0 and with it the veth's root-side end.
     sh(["ip", "netns", "del", ns], check=False)
