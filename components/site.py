@@ -65,6 +65,8 @@ class DjangoSite(pulumi.ComponentResource):
                 owner=s.repository_owner,
                 repository=s.repository_name,
                 branch=s.branch,
+                environment=s.github_environment,
+                workflow_path=s.workflow_path,
                 domain=s.domain,
                 ssh_host=connection.host,
                 ssh_user=s.user,
@@ -120,6 +122,7 @@ class DjangoSite(pulumi.ComponentResource):
             "appDirectory": s.app_dir,
             "deployCommand": pulumi.Output.concat("ssh ", s.user, "@", connection.host, " ", s.deploy_script),
             "hostKey": connection.host_key,
+            "githubEnvironment": s.github_environment,
             "githubSecrets": self.github.secret_names,
             "dnsRecords": self.dns.records,
             "dnsManaged": s.manage_dns,
@@ -135,8 +138,9 @@ def _next_steps(s: Settings) -> str:
         else "Create the dnsRecords at your DNS provider; certbot waits for the A record."
     )
     workflow = (
-        f"A push to {s.branch} deploys (.github/workflows/deploy.yml)."
+        f"A push to {s.branch} deploys ({s.workflow_path}, GitHub Environment {s.github_environment})."
         if s.deploy_workflow
-        else "Deploy with the deployCommand, or add a workflow that uses the PRODUCTION_SSH_* secrets."
+        else f"Deploy with the deployCommand, or add a workflow whose job names the environment "
+        f"{s.github_environment} and uses its SSH_* secrets."
     )
     return f"{dns} {workflow} Open {s.url}."
