@@ -366,6 +366,76 @@ def test_two_stacks_each_with_its_environment_on_one_repository(tmp_path: Path, 
     assert model.managed(REPO) == {"keys": [], "secrets": [], "environments": {}, "files": []}
 
 
+def test_a_stack_made_before_environments_moves_to_its_own(tmp_path: Path, gh: GitHub) -> None:
+    """The upgrade the README describes, through the real engine: the old shape (repository secrets
+    PRODUCTION_SSH_*, deploy.yml) then the new one (environment, its secrets, deploy-<stack>.yml under
+    the same resource name) in the same stack: the environment and secrets are created, the file is
+    replaced (new one first), and the old secrets and file are deleted last."""
+    model = gh.model
+    legacy = Desired(gh.api.url, model.token)
+    old = Stack(tmp_path, legacy, name="prod")
+    assert old.up().changes == {"create": 6}
+    assert model.secret_names(REPO) == sorted(legacy.secrets)
+
+    now = StackOnGitHub(gh.api.url, model.token, "prod", "main")
+
+    moved = Stack(tmp_path, name="prod", run=_upgraded_program(legacy, now)).up()
+    assert moved.ops["workflow"] == ["create-replacement", "replace", "delete-replaced"], moved.ops
+    assert moved.ops["production_ssh_host"] == ["delete"] and moved.ops["production_ssh_key"] == ["delete"]
+    assert moved.ops["environment"] == ["create"]
+    # Deletes come last: the new file was committed while the old secrets still existed.
+    writes = [(method, path) for method, path, _ in model.requests if method != "GET"]
+    new_file = writes.index(("PUT", f"/api/v3/repos/{OWNER}/{REPO}/contents/{now.path}"))
+    old_secret = writes.index(("DELETE", f"/api/v3/repos/{OWNER}/{REPO}/actions/secrets/PRODUCTION_SSH_KEY"))
+    assert new_file < old_secret
+    assert model.managed(REPO) == {
+        "keys": [legacy.title],
+        "secrets": [],
+        "environments": {"prod": ["SSH_HOST", "SSH_KEY"]},
+        "files": [now.path],
+    }
+
+
+def _upgraded_program(legacy: Desired, now: StackOnGitHub) -> Callable[[], None]:
+    """The new shape of `program(legacy)`: the same provider and deploy key, the environment and its
+    secrets instead of repository secrets, the stack's file under the same resource name."""
+
+    def run() -> None:
+        provider = github.Provider(
+            "github", base_url=legacy.base_url, owner=OWNER, token=pulumi.Output.secret(legacy.token), write_delay_ms=1
+        )
+        on_github = pulumi.ResourceOptions(provider=provider)
+        github.RepositoryDeployKey(
+            "deploy-key", repository=REPO, title=legacy.title, key=legacy.key, read_only=True, opts=on_github
+        )
+        environment = github.RepositoryEnvironment(
+            "environment", repository=REPO, environment=now.environment, opts=on_github
+        )
+        secrets_ = [
+            github.ActionsEnvironmentSecret(
+                name.lower(),
+                repository=REPO,
+                environment=environment.environment,
+                secret_name=name,
+                value=pulumi.Output.secret(value),
+                opts=on_github,
+            )
+            for name, value in now.secrets.items()
+        ]
+        github.RepositoryFile(
+            "workflow",
+            repository=REPO,
+            branch="main",
+            file=now.path,
+            content=legacy.workflow,
+            commit_message="Deploy with django-vps on push",
+            overwrite_on_create=True,
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=secrets_),
+        )
+
+    return run
+
+
 def test_wrong_token(tmp_path: Path, gh: GitHub) -> None:
     stack = Stack(tmp_path, Desired(gh.api.url, "ghp_wrong"))
     with pytest.raises(auto.errors.CommandError) as failed:

@@ -28,7 +28,8 @@ and organization siblings, `resource_github_repository_file.go`) and pulumi-gith
   CreateUpdateEnvironment body (`wait_timer` 0 and `can_admins_bypass` true when unset, `reviewers`
   and `deployment_branch_policy` null to clear them); a 422 without reviewers or wait timer is retried
   with the branch policy alone (go-github's createNewEnvNoEnterprise, for plans without protection
-  rules); create then reads the repository's id. A read's 404 drops it; a delete's 404 is swallowed.
+  rules); create then reads the repository's id (and, here, the environment, so that the state is
+  what a refresh reads). A read's 404 drops it; a delete's 404 is swallowed.
   Id `<repo>:<name>` (a ':' in the name escaped as '??').
 - ActionsEnvironmentSecret (`resource_github_actions_environment_secret.go`): `environment` and
   `secretName` are ForceNew, `repository` as for secrets; the value rules of ActionsSecret. go-github
