@@ -512,7 +512,8 @@ class ActionsEnvironmentSecret(ActionsSecret):
         return super().check(news)
 
     def _secrets(self, repository_id: Any, env: str) -> str:
-        return f"repositories/{repository_id}/environments/{quote(env, safe='')}/secrets"
+        # repository_id is a TypeInt: the engine hands numbers over as doubles (1001007.0).
+        return f"repositories/{int(float(repository_id))}/environments/{quote(env, safe='')}/secrets"
 
     def _put_env(self, repository_id: Any, inputs: dict[str, Any], key_id: str) -> dict[str, Any]:
         base = self._secrets(repository_id, inputs["environment"])
