@@ -95,10 +95,10 @@ def test_workflow_runs_on_push_to_the_branch_and_runs_the_deploy_script(branch: 
     (job,) = data["jobs"].values()
     assert job["environment"]["url"] == f"https://{s.domain}"
     trust, deploy = job["steps"]
-    # The stack's environment holds the secrets: the job names it (the stack's name, here the SDK's
-    # placeholder outside a run), so it sees that environment's and no other stack's.
-    assert job["environment"]["name"] == s.github_environment == "stack"
-    assert data["concurrency"]["group"] == "deploy-stack"
+    # The stack's environment holds the secrets: the job names it (the stack's name), so it sees that
+    # environment's and no other stack's.
+    assert job["environment"]["name"] == s.github_environment == "prod"
+    assert data["concurrency"]["group"] == "deploy-prod"
     assert trust["env"] == {
         "KNOWN_HOSTS": "${{ secrets.SSH_KNOWN_HOSTS }}",
         "SSH_KEY": "${{ secrets.SSH_KEY }}",
