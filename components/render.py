@@ -387,6 +387,7 @@ def deploy_workflow(s: Settings) -> str:
         repository=s.repository,
         domain=s.domain,
         branch=s.branch,
+        environment=s.github_environment,
         deploy_script=s.deploy_script,
     )
 

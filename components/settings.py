@@ -130,6 +130,11 @@ _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # A Hetzner label value: at most 63 characters, empty or alphanumeric at both ends, '-', '_', '.' between.
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
 _GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+# The stack's GitHub Environment (and its workflow file, deploy-<name>.yml): GitHub takes up to 255
+# characters, case-insensitively; Pulumi's own stack names are [A-Za-z0-9_.-], at most 100. Names of
+# dots alone are refused: a client resolves them in the URL path (environments/.. is the repository).
+_GITHUB_ENVIRONMENT = re.compile(r"^(?!\.+$)[A-Za-z0-9_.-]{1,255}$")
+WORKFLOW_DIR = ".github/workflows"
 _GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _APP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -306,6 +311,8 @@ class Settings:
     """SECRET_KEY when given; None means the stack generates one."""
     deploy_workflow: bool
     """Commit the GitHub Actions deploy workflow into the repository."""
+    github_environment: str
+    """The stack's GitHub Environment (the stack's name): its secrets and its workflow are the stack's own."""
     keep_releases: int
     """Releases kept on the server for rollback (the live one included)."""
     health_check_path: str
@@ -466,6 +473,11 @@ class Settings:
     @property
     def url(self) -> str:
         return f"https://{self.domain}"
+
+    @property
+    def workflow_path(self) -> str:
+        """The stack's own workflow file: one per stack, so stacks on one repository share no file."""
+        return f"{WORKFLOW_DIR}/deploy-{self.github_environment}.yml"
 
     @property
     def dns_record_name(self) -> str:
@@ -1141,6 +1153,17 @@ def _hetzner_names(app_name: str, stack: str, server: HetznerServer | None) -> N
         )
 
 
+def github_environment(stack: str) -> str:
+    """The GitHub Environment the stack deploys through: named after the stack, checked as GitHub
+    checks environment names (and as a file name: deploy-<stack>.yml)."""
+    if not _GITHUB_ENVIRONMENT.match(stack):
+        raise pulumi.RunError(
+            f"{PROJECT}: the stack name {_shown(stack)} cannot name its GitHub Environment: use 1 to 255 of "
+            "A-Z, a-z, 0-9, '.', '_' and '-' (not only dots); rename the stack (pulumi stack rename)"
+        )
+    return stack
+
+
 def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: str | None = None) -> Settings:
     """Read and validate all config; raise SettingError (a RunError: one line, no traceback). `stack`
     (default: the running stack's) is part of the Hetzner resources' names and labels."""
@@ -1243,6 +1266,8 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         django_secret_env=tuple((k, pulumi.Output.secret(v)) for k, v in secret_env),
         django_secret_key=pulumi.Output.secret(secret_key) if secret_key else None,
         deploy_workflow=reader.value("deployWorkflow"),
+        # Outside a Pulumi run the SDK's placeholder stack name stands in.
+        github_environment=github_environment(stack or "stack"),
         keep_releases=_positive(reader, "keepReleases"),
         health_check_path=_health_path(reader),
         shared_paths=_shared_paths(reader),

@@ -65,6 +65,8 @@ class DjangoSite(pulumi.ComponentResource):
                 owner=s.repository_owner,
                 repository=s.repository_name,
                 branch=s.branch,
+                environment=s.github_environment,
+                workflow_path=s.workflow_path,
                 domain=s.domain,
                 ssh_host=connection.host,
                 ssh_user=s.user,
@@ -134,6 +136,7 @@ class DjangoSite(pulumi.ComponentResource):
                 "ssh -t ", connection.user, "@", connection.host, " sudo django-vps-manage ", s.app_name
             ),
             "hostKey": connection.host_key,
+            "githubEnvironment": s.github_environment,
             "githubSecrets": self.github.secret_names,
             "dnsRecords": self.dns.records,
             "dnsManaged": s.manage_dns,
@@ -149,8 +152,9 @@ def _next_steps(s: Settings) -> str:
         else "Create the dnsRecords at your DNS provider; certbot waits for the A record."
     )
     workflow = (
-        f"A push to {s.branch} deploys (.github/workflows/deploy.yml)."
+        f"A push to {s.branch} deploys ({s.workflow_path}, GitHub Environment {s.github_environment})."
         if s.deploy_workflow
-        else "Deploy with the deployCommand, or add a workflow that uses the PRODUCTION_SSH_* secrets."
+        else f"Deploy with the deployCommand, or add a workflow whose job names the environment "
+        f"{s.github_environment} and uses its SSH_* secrets."
     )
     return f"{dns} {workflow} Open {s.url}."

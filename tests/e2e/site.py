@@ -23,14 +23,13 @@ from components.settings import Settings, load_settings
 from tests.e2e import web
 from tests.e2e.cli import CliStack, Run
 from tests.e2e.testhost import Lab, Server
-from tests.e2e.testhost.github_api import GitHubAPI
+from tests.e2e.testhost.github_api import GitHubAPI, GitHubModel
 from tests.e2e.testhost.hetzner_api import HetznerAPI
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DOMAIN = "blog.test"
 APP = "blog"
 OWNER = "example"
-WORKFLOW = ".github/workflows/deploy.yml"
 SERVER_IP = "198.51.100.2"
 """Where the stand-in's first server lands (its lowest free lab address)."""
 HCLOUD_TOKEN = "hc" + "0123456789abcdef" * 3 + "e2e-token-0123"
@@ -54,7 +53,16 @@ class Deployed:
     @functools.cached_property
     def settings(self) -> Settings:
         # Read once, here: loading makes pulumi Outputs, which need the main thread's event loop.
-        return load_settings(self.config.get)
+        return load_settings(self.config.get, stack=self.stack.stack.name)
+
+    @property
+    def environment(self) -> str:
+        """The stack's GitHub Environment: the stack's name."""
+        return self.stack.stack.name
+
+    @property
+    def workflow_path(self) -> str:
+        return f".github/workflows/deploy-{self.environment}.yml"
 
     @property
     def server(self) -> Server:
@@ -73,35 +81,19 @@ class Deployed:
         return web.get(self.ip, DOMAIN, path, cafile=self.cafile)
 
     def secret(self, name: str) -> str:
-        """What GitHub holds for the workflow: the sealed box, opened."""
-        return self.github.model.secret_plaintext(APP, name)
+        """What GitHub holds for the workflow's job, which names the stack's environment: the sealed
+        box, opened."""
+        return self.github.model.secret_plaintext(APP, name, environment=self.environment)
 
     def workflow(self) -> dict[str, Any]:
-        text = self.github.model.file_text(APP, WORKFLOW)
-        assert text is not None, f"no {WORKFLOW} in the repository on GitHub"
+        text = self.github.model.file_text(APP, self.workflow_path, self.settings.branch)
+        assert text is not None, f"no {self.workflow_path} on {self.settings.branch} in the repository on GitHub"
         return yaml.safe_load(text)
 
     def run_workflow(self) -> subprocess.CompletedProcess[str]:
         """The committed workflow's steps, run as GitHub's runner runs them (`shell: bash`), with the
         secrets GitHub holds."""
-        workflow = self.workflow()
-        assert workflow["defaults"]["run"]["shell"] == "bash", "the steps' shell is not pinned to bash"
-        result = None
-        with tempfile.TemporaryDirectory() as home:
-            for step in workflow["jobs"]["deploy"]["steps"]:
-                env = {"HOME": home, "PATH": os.environ["PATH"]}
-                for key, expression in step.get("env", {}).items():
-                    name = re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", expression).group(1)  # type: ignore[union-attr]
-                    env[key] = self.secret(name)
-                script = Path(home) / "step.sh"
-                script.write_text(step["run"])
-                result = subprocess.run(
-                    [*GITHUB_BASH, str(script)], env=env, text=True, capture_output=True, timeout=300
-                )
-                if result.returncode != 0:
-                    return result
-        assert result is not None
-        return result
+        return run_workflow(self.github.model, APP, self.workflow())
 
     def ssh(self, user: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
         """The ssh client as the workflow uses it: this key only, the pinned host key, no prompts."""
@@ -110,10 +102,10 @@ class Deployed:
             key_file.write_text(key)
             key_file.chmod(0o600)
             known = Path(home) / "known_hosts"
-            known.write_text(self.secret("PRODUCTION_SSH_KNOWN_HOSTS") + "\n")
+            known.write_text(self.secret("SSH_KNOWN_HOSTS") + "\n")
             options = ["IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=yes",
                        f"UserKnownHostsFile={known}", "ConnectTimeout=10"]  # fmt: skip
-            target = f"{user}@{self.secret('PRODUCTION_SSH_HOST')}"
+            target = f"{user}@{self.secret('SSH_HOST')}"
             return subprocess.run(
                 ["ssh", "-i", str(key_file), *(f"-o{option}" for option in options), target, *args],
                 text=True, capture_output=True, timeout=300,
@@ -121,7 +113,7 @@ class Deployed:
 
     def ci_ssh(self, command: str) -> subprocess.CompletedProcess[str]:
         """What the workflow does, with another command: ssh with the CI secrets GitHub holds."""
-        return self.ssh(self.secret("PRODUCTION_SSH_USERNAME"), self.secret("PRODUCTION_SSH_KEY"), command)
+        return self.ssh(self.secret("SSH_USERNAME"), self.secret("SSH_KEY"), command)
 
     def shown_secrets(self) -> dict[str, Any]:
         """The stack's state with its secrets decrypted (`stack export --show-secrets`, as the user
@@ -144,6 +136,53 @@ class Deployed:
         finally:
             self.hetzner.stop()
             self.github.stop()
+
+
+def _triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    # YAML 1.1 (PyYAML) reads the key `on` as True; GitHub reads it as "on".
+    on = workflow.get("on", workflow.get(True))
+    return {on: None} if isinstance(on, str) else {event: None for event in on} if isinstance(on, list) else on or {}
+
+
+def workflows_run_by_push(github: GitHubModel, repo: str, branch: str) -> dict[str, dict[str, Any]]:
+    """What GitHub starts for a push to `branch`: every workflow in the pushed commit's tree
+    (.github/workflows/*.yml) with a push trigger for that branch (exact names; the program writes
+    no patterns). Path -> workflow."""
+    started = {}
+    for path, text in sorted(github.branch_files(repo, branch).items()):
+        if not (path.startswith(".github/workflows/") and path.endswith((".yml", ".yaml"))):
+            continue
+        workflow = yaml.safe_load(text)
+        triggers = _triggers(workflow)
+        if "push" not in triggers:
+            continue
+        branches = (triggers["push"] or {}).get("branches")
+        if branches is None or branch in branches:
+            started[path] = workflow
+    return started
+
+
+def run_workflow(github: GitHubModel, repo: str, workflow: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """A workflow's deploy job, its steps run as GitHub's runner runs them (`shell: bash`), with the
+    secrets GitHub gives the job: the environment's when the job names one, else the repository's."""
+    assert workflow["defaults"]["run"]["shell"] == "bash", "the steps' shell is not pinned to bash"
+    job = workflow["jobs"]["deploy"]
+    environment = job.get("environment")
+    environment = environment.get("name") if isinstance(environment, dict) else environment
+    result = None
+    with tempfile.TemporaryDirectory() as home:
+        for step in job["steps"]:
+            env = {"HOME": home, "PATH": os.environ["PATH"]}
+            for key, expression in step.get("env", {}).items():
+                name = re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", expression).group(1)  # type: ignore[union-attr]
+                env[key] = github.secret_plaintext(repo, name, environment=environment)
+            script = Path(home) / "step.sh"
+            script.write_text(step["run"])
+            result = subprocess.run([*GITHUB_BASH, str(script)], env=env, text=True, capture_output=True, timeout=300)
+            if result.returncode != 0:
+                return result
+    assert result is not None
+    return result
 
 
 def _plain(value: Any) -> Any:

@@ -138,7 +138,7 @@ def test_state_and_exports_hold_no_secret_in_plaintext(site: Site) -> None:
     secrets = {
         "the login key": site.login_private_key,
         "the deploy key": site.server.run(f"cat /home/{APP}/.ssh/deploy_key", check=True).stdout,
-        "the CI key": site.github.model.secret_plaintext(APP, "PRODUCTION_SSH_KEY"),
+        "the CI key": site.github.model.secret_plaintext(APP, "SSH_KEY", environment="lab"),
         "the GitHub token": GITHUB_TOKEN,
         "SECRET_KEY": secret_key.strip().split("=", 1)[1],
         "djangoSecretEnv": API_TOKEN,
@@ -219,6 +219,6 @@ def test_destroy_runs_the_teardowns_and_keeps_the_data(site: Site) -> None:
     response = web.get(IP, DOMAIN, "/", https=False)
     assert response.status != 301 and "<h1>blog</h1>" not in response.body, response
     # GitHub holds nothing of the stack.
-    assert site.github.model.managed(APP) == {"keys": [], "secrets": [], "files": []}
+    assert site.github.model.managed(APP) == {"keys": [], "secrets": [], "environments": {}, "files": []}
     assert site.github.model.unknown_requests == []
     assert site.stack.resources() == {}

@@ -105,7 +105,13 @@ class Run:
 
 
 class Stack:
-    def __init__(self, directory: Path, desired: Desired, name: str = "test") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        desired: Desired | None = None,
+        name: str = "test",
+        run: Callable[[], None] | None = None,
+    ) -> None:
         home, state = directory / "home", directory / "state"
         for path in (home, state):
             path.mkdir(parents=True, exist_ok=True)
@@ -122,7 +128,7 @@ class Stack:
         self.stack = auto.create_or_select_stack(
             name,
             "github-standin",
-            program(desired),
+            run or program(desired),  # type: ignore[arg-type]
             opts=auto.LocalWorkspaceOptions(
                 work_dir=str(directory),
                 pulumi_home=str(home),
@@ -243,9 +249,191 @@ def test_lifecycle(tmp_path: Path, gh: GitHub) -> None:
 
     gone = stack.destroy()
     assert gone.changes == {"delete": 6}
-    assert model.managed(REPO) == {"keys": [], "secrets": [], "files": []}
+    assert model.managed(REPO) == {"keys": [], "secrets": [], "environments": {}, "files": []}
     assert model.file_text(REPO, WORKFLOW_PATH) is None
     assert events[-1].added is False
+
+
+@dataclass
+class StackOnGitHub:
+    """What one stack of django-vps declares on a shared repository: its environment, its secrets
+    there and its workflow file on its branch (components/github.py's shape, without the rest)."""
+
+    base_url: str
+    token: str
+    environment: str
+    branch: str
+    secrets: dict[str, str] = field(
+        default_factory=lambda: {"SSH_HOST": f"host-{secrets.token_hex(8)}", "SSH_KEY": f"key-{secrets.token_hex(16)}"}
+    )
+
+    @property
+    def path(self) -> str:
+        return f".github/workflows/deploy-{self.environment}.yml"
+
+    def program(self) -> None:
+        provider = github.Provider(
+            "github", base_url=self.base_url, owner=OWNER, token=pulumi.Output.secret(self.token), write_delay_ms=1
+        )
+        on_github = pulumi.ResourceOptions(provider=provider)
+        environment = github.RepositoryEnvironment(
+            "environment", repository=REPO, environment=self.environment, opts=on_github
+        )
+        for name, value in self.secrets.items():
+            github.ActionsEnvironmentSecret(
+                name.lower(),
+                repository=REPO,
+                environment=environment.environment,
+                secret_name=name,
+                value=pulumi.Output.secret(value),
+                opts=on_github,
+            )
+        github.RepositoryFile(
+            "workflow",
+            repository=REPO,
+            branch=self.branch,
+            file=self.path,
+            content=f"name: Deploy {self.environment}\non:\n  push:\n    branches: [{self.branch}]\njobs: {{}}\n",
+            commit_message="Deploy with django-vps on push",
+            overwrite_on_create=True,
+            opts=on_github,
+        )
+
+
+def test_two_stacks_each_with_its_environment_on_one_repository(tmp_path: Path, gh: GitHub) -> None:
+    """prod and staging on one repository through the real engine: environments, environment secrets
+    sealed with each environment's own key (GitHub's /repositories/{id}/environments/... calls, as
+    go-github makes them), no drift, an update, an environment deleted behind Pulumi's back, and the
+    destroy of one stack leaving the other's environment, secrets and file as they were."""
+    model = gh.model
+    model.create_branch(REPO, "staging")
+    repo_id = model.repositories[REPO].id
+    prod = StackOnGitHub(gh.api.url, model.token, "prod", "main")
+    staging = StackOnGitHub(gh.api.url, model.token, "staging", "staging")
+    prod_stack = Stack(tmp_path, name="prod", run=prod.program)
+    staging_stack = Stack(tmp_path, name="staging", run=staging.program)
+
+    assert prod_stack.up().changes == {"create": 6}  # stack, provider, environment, two secrets, file
+    writes = [(m, p) for m, p, _ in model.requests if m != "GET"]
+    assert writes[0] == ("PUT", f"/api/v3/repos/{OWNER}/{REPO}/environments/prod")
+    assert ("PUT", f"/api/v3/repositories/{repo_id}/environments/prod/secrets/SSH_KEY") in writes
+    assert ("GET", f"/api/v3/repositories/{repo_id}/environments/prod/secrets/public-key", 200) in model.requests
+    assert staging_stack.up().changes == {"create": 6}
+    assert model.environment_secrets(REPO) == {"prod": ["SSH_HOST", "SSH_KEY"], "staging": ["SSH_HOST", "SSH_KEY"]}
+    assert model.secret_names(REPO) == []  # no repository secret: nothing is shared
+    for stack in (prod, staging):
+        for name, value in stack.secrets.items():
+            assert model.secret_plaintext(REPO, name, environment=stack.environment) == value
+        assert model.file_text(REPO, stack.path, stack.branch) is not None
+    assert model.file_text(REPO, staging.path, "main") is None  # staging's file is on staging only
+    env_keys = {
+        r["outputs"]["environment"]: r["outputs"]["keyId"]
+        for r in json.loads(prod_stack.export_text())["deployment"]["resources"]
+        + json.loads(staging_stack.export_text())["deployment"]["resources"]
+        if r["type"] == "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
+    }
+    assert len(set(env_keys.values())) == 2, "each environment seals with its own key"
+    exported = prod_stack.export_text()
+    for plaintext in [*prod.secrets.values(), model.token]:
+        assert plaintext not in exported
+
+    assert prod_stack.up().changes == {"same": 6}
+    assert set(prod_stack.refresh().changes) == {"same"}
+    staging.secrets["SSH_HOST"] = f"host-{secrets.token_hex(8)}"
+    changed = staging_stack.up()
+    assert changed.changes == {"same": 5, "update": 1} and changed.ops["ssh_host"] == ["update"]
+    assert model.secret_plaintext(REPO, "SSH_HOST", environment="staging") == staging.secrets["SSH_HOST"]
+
+    model.delete_environment(model.repositories[REPO], "staging")  # behind Pulumi's back: its secrets go too
+    drift = staging_stack.refresh()
+    assert drift.changes.get("delete") == 3, drift.changes
+    assert staging_stack.up().changes == {"same": 3, "create": 3}
+    assert model.environment_secrets(REPO)["staging"] == ["SSH_HOST", "SSH_KEY"]
+
+    prod_secrets = {name: model.secret_plaintext(REPO, name, environment="prod") for name in prod.secrets}
+    prod_file = model.file_text(REPO, prod.path, "main")
+    assert staging_stack.destroy().changes == {"delete": 6}
+    assert model.managed(REPO) == {
+        "keys": [],
+        "secrets": [],
+        "environments": {"prod": ["SSH_HOST", "SSH_KEY"]},
+        "files": [prod.path],
+    }
+    assert {name: model.secret_plaintext(REPO, name, environment="prod") for name in prod.secrets} == prod_secrets
+    assert model.file_text(REPO, prod.path, "main") == prod_file
+    assert prod_stack.up().changes == {"same": 6}
+    assert prod_stack.destroy().changes == {"delete": 6}
+    assert model.managed(REPO) == {"keys": [], "secrets": [], "environments": {}, "files": []}
+
+
+def test_a_stack_made_before_environments_moves_to_its_own(tmp_path: Path, gh: GitHub) -> None:
+    """The upgrade the README describes, through the real engine: the old shape (repository secrets
+    PRODUCTION_SSH_*, deploy.yml) then the new one (environment, its secrets, deploy-<stack>.yml under
+    the same resource name) in the same stack: the environment and secrets are created, the file is
+    replaced (new one first), and the old secrets and file are deleted last."""
+    model = gh.model
+    legacy = Desired(gh.api.url, model.token)
+    old = Stack(tmp_path, legacy, name="prod")
+    assert old.up().changes == {"create": 6}
+    assert model.secret_names(REPO) == sorted(legacy.secrets)
+
+    now = StackOnGitHub(gh.api.url, model.token, "prod", "main")
+
+    moved = Stack(tmp_path, name="prod", run=_upgraded_program(legacy, now)).up()
+    assert moved.ops["workflow"] == ["create-replacement", "replace", "delete-replaced"], moved.ops
+    assert moved.ops["production_ssh_host"] == ["delete"] and moved.ops["production_ssh_key"] == ["delete"]
+    assert moved.ops["environment"] == ["create"]
+    # Deletes come last: the new file was committed while the old secrets still existed.
+    writes = [(method, path) for method, path, _ in model.requests if method != "GET"]
+    new_file = writes.index(("PUT", f"/api/v3/repos/{OWNER}/{REPO}/contents/{now.path}"))
+    old_secret = writes.index(("DELETE", f"/api/v3/repos/{OWNER}/{REPO}/actions/secrets/PRODUCTION_SSH_KEY"))
+    assert new_file < old_secret
+    assert model.managed(REPO) == {
+        "keys": [legacy.title],
+        "secrets": [],
+        "environments": {"prod": ["SSH_HOST", "SSH_KEY"]},
+        "files": [now.path],
+    }
+
+
+def _upgraded_program(legacy: Desired, now: StackOnGitHub) -> Callable[[], None]:
+    """The new shape of `program(legacy)`: the same provider and deploy key, the environment and its
+    secrets instead of repository secrets, the stack's file under the same resource name."""
+
+    def run() -> None:
+        provider = github.Provider(
+            "github", base_url=legacy.base_url, owner=OWNER, token=pulumi.Output.secret(legacy.token), write_delay_ms=1
+        )
+        on_github = pulumi.ResourceOptions(provider=provider)
+        github.RepositoryDeployKey(
+            "deploy-key", repository=REPO, title=legacy.title, key=legacy.key, read_only=True, opts=on_github
+        )
+        environment = github.RepositoryEnvironment(
+            "environment", repository=REPO, environment=now.environment, opts=on_github
+        )
+        secrets_ = [
+            github.ActionsEnvironmentSecret(
+                name.lower(),
+                repository=REPO,
+                environment=environment.environment,
+                secret_name=name,
+                value=pulumi.Output.secret(value),
+                opts=on_github,
+            )
+            for name, value in now.secrets.items()
+        ]
+        github.RepositoryFile(
+            "workflow",
+            repository=REPO,
+            branch="main",
+            file=now.path,
+            content=legacy.workflow,
+            commit_message="Deploy with django-vps on push",
+            overwrite_on_create=True,
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=secrets_),
+        )
+
+    return run
 
 
 def test_wrong_token(tmp_path: Path, gh: GitHub) -> None:
@@ -253,7 +441,7 @@ def test_wrong_token(tmp_path: Path, gh: GitHub) -> None:
     with pytest.raises(auto.errors.CommandError) as failed:
         stack.up()
     assert "401 Bad credentials" in str(failed.value)
-    assert gh.model.managed(REPO) == {"keys": [], "secrets": [], "files": []}
+    assert gh.model.managed(REPO) == {"keys": [], "secrets": [], "environments": {}, "files": []}
     assert {status for _, _, status in gh.model.requests} == {401}
     assert gh.events == []
 

@@ -304,8 +304,8 @@ def test_a_confirmed_replacement_provisions_a_new_server_and_everything_follows(
     # The site serves from the new server, with its own certificate, the A record on its address,
     # and the workflow reaches it with what GitHub now holds.
     assert site.https("/").status == 200 and "Hello from django-vps" in site.https("/").body
-    assert site.secret("PRODUCTION_SSH_HOST") == new_ip
-    assert site.secret("PRODUCTION_SSH_KNOWN_HOSTS") == f"{new_ip} {run.outputs['hostKey']}"
+    assert site.secret("SSH_HOST") == new_ip
+    assert site.secret("SSH_KNOWN_HOSTS") == f"{new_ip} {run.outputs['hostKey']}"
     assert site.run_workflow().returncode == 0
     assert ssh_as(new_ip, run.outputs["hostKey"], "admin", desktop.private_openssh, "sudo -n true") == 0
     # What was only on the old server's disk did not move (as the README says).

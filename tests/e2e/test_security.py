@@ -94,7 +94,7 @@ def secrets_of(site: Deployed) -> dict[str, str]:
 
 def test_the_ci_key_can_deploy_and_nothing_else(site) -> None:
     deployed, _ = site
-    key = deployed.secret("PRODUCTION_SSH_KEY")
+    key = deployed.secret("SSH_KEY")
     denied = ssh_cli(deployed, APP, key, "id")
     assert denied.returncode != 0 and "may only run" in denied.stderr
     assert "uid=" not in denied.stdout
@@ -395,7 +395,7 @@ def test_no_secret_appears_anywhere_in_plaintext(site) -> None:
         r for r in deployed.shown_secrets()["deployment"]["resources"] if r["type"] == "pulumi:providers:github"
     ]
     assert provider["inputs"]["token"]["plaintext"] == json.dumps(GITHUB_TOKEN)
-    assert deployed.secret("PRODUCTION_SSH_KEY") == secrets["CI key"]
+    assert deployed.secret("SSH_KEY") == secrets["CI key"]
     # The one place the SECRET_KEY lives: the 0600 env file.
     assert secrets["SECRET_KEY"] in deployed.sh(f"cat {deployed.settings.env_file}")
 

@@ -31,7 +31,7 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dep
     # `pulumi destroy` took everything the stack made: the server, its keys and firewall, the records
     # (the user's zone stays, with what Hetzner made in it), the key, secrets and workflow on GitHub.
     assert hetzner.resources() == {"ssh_keys": 0, "firewalls": 0, "servers": 0, "zones": 1, "rrsets": 2}
-    assert github.managed(APP) == {"keys": [], "secrets": [], "files": []}
+    assert github.managed(APP) == {"keys": [], "secrets": [], "environments": {}, "files": []}
     assert not [name for name in lab.servers if name.startswith("hc")], "the lab server outlived destroy"
 
 

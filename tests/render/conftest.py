@@ -64,6 +64,10 @@ def logs_moved(s: Settings, directory: Path | str) -> Settings:
     return dataclasses.replace(s, logs=dataclasses.replace(s.logs, directory=str(directory)))
 
 
+STACK = "prod"
+"""The stack the rendered files are for (its GitHub Environment and workflow file)."""
+
+
 def fresh_settings(**overrides: object) -> Settings:
     """As make_settings, loaded anew."""
     return _load(_config(overrides))
@@ -83,7 +87,9 @@ def _load(items: tuple[tuple[str, str], ...]) -> Settings:
         prefix = f"{PROJECT}:"
         return config.get(name[len(prefix) :]) if name.startswith(prefix) else None
 
-    return load_settings(raw)
+    # The stack named, not the SDK's global (which other tests' mocks leave at theirs): the workflow
+    # names the stack's environment, and rendering must not depend on what ran before.
+    return load_settings(raw, stack=STACK)
 
 
 _cached_load = functools.cache(_load)

@@ -145,7 +145,7 @@ def _config(key: str, value: str) -> dict[str, str]:
 
 def _load(config: dict[str, str]) -> Settings:
     return load_settings(lambda name: config.get(name.removeprefix("django-vps:")) if name.startswith("django-vps:")
-                         else None)  # fmt: skip
+                         else None, stack="prod")  # fmt: skip
 
 
 def _rejected_well(key: str, value: str, error: pulumi.RunError) -> None:

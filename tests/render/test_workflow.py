@@ -4,6 +4,7 @@ running exactly the deploy script over SSH with the pinned host key."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from components import render
+from components.settings import Settings
 from tests.render.conftest import make_settings
 
 BRANCHES = ("main", "release/2025.1", "2024", "1.0")
@@ -46,18 +48,41 @@ def _schema_errors(files: list[Path]) -> dict[str, list[str]]:
     return errors
 
 
+STACKS = ("prod", "staging.eu-1", "2024", "1.0", "Prod_2")
+
+
+def _stack(name: str, **overrides: object) -> Settings:
+    return dataclasses.replace(make_settings(**overrides), github_environment=name)
+
+
 def test_workflow_validates_against_githubs_schema(tmp_path: Path) -> None:
     files = {}
     for branch in BRANCHES:
         path = tmp_path / f"deploy-{branch.replace('/', '_')}.yml"
         path.write_text(render.deploy_workflow(make_settings(branch=branch)))
         files[branch] = path
+    for stack in STACKS:
+        path = tmp_path / f"deploy-stack-{stack}.yml"
+        path.write_text(render.deploy_workflow(_stack(stack)))
+        files[f"stack {stack}"] = path
     # Control: the same check rejects a job without runs-on.
     broken = tmp_path / "broken.yml"
     broken.write_text(render.deploy_workflow(make_settings()).replace("    runs-on: ubuntu-24.04\n", ""))
     errors = _schema_errors([*files.values(), broken])
     assert errors[str(broken)], "the schema check does not notice a missing runs-on"
-    assert {branch: errors[str(path)] for branch, path in files.items()} == {branch: [] for branch in BRANCHES}
+    assert {branch: errors[str(path)] for branch, path in files.items()} == {branch: [] for branch in files}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_stack_has_its_own_file_environment_and_concurrency_group(stack: str) -> None:
+    """The environment name reaches the YAML as a string (2024 and 1.0 are not numbers there)."""
+    s = _stack(stack, branch="release/2025.1")
+    data = _load(render.deploy_workflow(s))
+    assert s.workflow_path == f".github/workflows/deploy-{stack}.yml"
+    assert data["name"] == f"Deploy {stack}"
+    assert data["jobs"]["deploy"]["environment"]["name"] == stack
+    assert data["concurrency"]["group"] == f"deploy-{stack}"
+    assert data["on"]["push"]["branches"] == ["release/2025.1"]
 
 
 @pytest.mark.parametrize("branch", BRANCHES)
@@ -70,13 +95,17 @@ def test_workflow_runs_on_push_to_the_branch_and_runs_the_deploy_script(branch: 
     (job,) = data["jobs"].values()
     assert job["environment"]["url"] == f"https://{s.domain}"
     trust, deploy = job["steps"]
+    # The stack's environment holds the secrets: the job names it (the stack's name), so it sees that
+    # environment's and no other stack's.
+    assert job["environment"]["name"] == s.github_environment == "prod"
+    assert data["concurrency"]["group"] == "deploy-prod"
     assert trust["env"] == {
-        "KNOWN_HOSTS": "${{ secrets.PRODUCTION_SSH_KNOWN_HOSTS }}",
-        "SSH_KEY": "${{ secrets.PRODUCTION_SSH_KEY }}",
+        "KNOWN_HOSTS": "${{ secrets.SSH_KNOWN_HOSTS }}",
+        "SSH_KEY": "${{ secrets.SSH_KEY }}",
     }
     assert deploy["env"] == {
-        "SSH_HOST": "${{ secrets.PRODUCTION_SSH_HOST }}",
-        "SSH_USERNAME": "${{ secrets.PRODUCTION_SSH_USERNAME }}",
+        "SSH_HOST": "${{ secrets.SSH_HOST }}",
+        "SSH_USERNAME": "${{ secrets.SSH_USERNAME }}",
     }
     command = deploy["run"].split()
     assert command[0] == "ssh"

@@ -237,10 +237,13 @@ def run_stack(monkeypatch: pytest.MonkeyPatch):
     """run_stack(**overrides) runs __main__.py with Pulumi.prod.yaml's values plus overrides
     (keys without the django-vps: prefix; None removes a key). Pass secret_keys=("github:token",)
     and a "github:token" override via **{...} for namespaced keys; hetzner_servers are what
-    getServers finds on Hetzner before the run."""
+    getServers finds on Hetzner before the run; `stack` names the stack (default prod)."""
 
     def run(
-        secret_keys: tuple[str, ...] = (), hetzner_servers: tuple[dict[str, Any], ...] = (), **overrides: str | None
+        secret_keys: tuple[str, ...] = (),
+        hetzner_servers: tuple[dict[str, Any], ...] = (),
+        stack: str = STACK,
+        **overrides: str | None,
     ) -> StackRun:
         config = dict(PROD_CONFIG)
         for key, value in overrides.items():
@@ -251,7 +254,7 @@ def run_stack(monkeypatch: pytest.MonkeyPatch):
         mocks = RecordingMocks(servers=list(hetzner_servers))
         with monkeypatch.context() as patch:
             _install_monitor(patch, mocks)
-            exports = run_program(mocks, config, secret_keys=tuple(full_key(k) for k in secret_keys))
+            exports = run_program(mocks, config, stack=stack, secret_keys=tuple(full_key(k) for k in secret_keys))
         missing = [r.name for r in mocks.resources if r.registration is None]
         assert not missing, f"no RegisterResource request recorded for {missing}"
         return StackRun(mocks, exports, config)

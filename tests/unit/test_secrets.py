@@ -98,7 +98,7 @@ def test_no_secret_in_scripts_plain_inputs_or_exports(run_stack) -> None:
     assert set(used_secretly(run, secrets["blog-server-provisioning-key.openssh"])) == {
         f"blog-host-{step}" for step in STEP_NEEDS
     }
-    assert used_secretly(run, secrets["blog-github-ci-key.openssh"]) == ["blog-github-production-ssh-key"]
+    assert used_secretly(run, secrets["blog-github-ci-key.openssh"]) == ["blog-github-ssh-key"]
     assert used_secretly(run, secrets["blog-github-deploy-key.openssh"]) == ["blog-host-app-user"]
     assert not run.mocks.of_type("random:index/randomPassword:RandomPassword")  # djangoSecretKey given
 
@@ -146,7 +146,7 @@ def test_steps_with_secrets_take_them_on_stdin_and_log_nothing(run_stack) -> Non
 
 def test_secret_inputs_are_marked_secret(run_stack) -> None:
     run = run_stack(secret_keys=SECRET_KEYS, **SECRETS)
-    secrets = run.mocks.of_type("github:index/actionsSecret:ActionsSecret")
+    secrets = run.mocks.of_type("github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret")
     assert len(secrets) == 4
     for r in secrets:
         assert is_secret(r.inputs["value"]), r.inputs["secretName"]  # even the host and user name

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pulumi
 import pytest
 import yaml
 
 from components.host import CREATED_SERVER_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
+from components.settings import github_environment
 from tests.unit.conftest import (
     PROD_CONFIG,
     SERVER_IPV4,
@@ -21,7 +23,7 @@ from tests.unit.conftest import (
 from tests.unit.keys import ed25519_pair, ed25519_public
 
 LABELS = {"managed-by": "django-vps", "app": "blog", "stack": "prod"}
-SECRET_NAMES = ["PRODUCTION_SSH_HOST", "PRODUCTION_SSH_USERNAME", "PRODUCTION_SSH_KEY", "PRODUCTION_SSH_KNOWN_HOSTS"]
+SECRET_NAMES = ["SSH_HOST", "SSH_USERNAME", "SSH_KEY", "SSH_KNOWN_HOSTS"]
 EXISTING_IP = "203.0.113.10"
 
 COMMAND = "command:remote:Command"
@@ -31,7 +33,9 @@ SSH_KEY = "hcloud:index/sshKey:SshKey"
 RRSET = "hcloud:index/zoneRrset:ZoneRrset"
 ZONE = "hcloud:index/zone:Zone"
 TLS_KEY = "tls:index/privateKey:PrivateKey"
-SECRET = "github:index/actionsSecret:ActionsSecret"
+SECRET = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
+REPOSITORY_SECRET = "github:index/actionsSecret:ActionsSecret"
+ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
 DEPLOY_KEY = "github:index/repositoryDeployKey:RepositoryDeployKey"
 FILE = "github:index/repositoryFile:RepositoryFile"
 GITHUB_PROVIDER = "pulumi:providers:github"
@@ -56,10 +60,11 @@ PROD_RESOURCES: dict[str, tuple[str, str]] = {
     "blog-github-ci-key": (TLS_KEY, "blog-github"),
     "blog-github-deploy-key": (TLS_KEY, "blog-github"),
     "blog-github-deploy-key#github": (DEPLOY_KEY, "blog-github"),
-    "blog-github-production-ssh-host": (SECRET, "blog-github"),
-    "blog-github-production-ssh-username": (SECRET, "blog-github"),
-    "blog-github-production-ssh-key": (SECRET, "blog-github"),
-    "blog-github-production-ssh-known-hosts": (SECRET, "blog-github"),
+    "blog-github-environment": (ENVIRONMENT, "blog-github"),
+    "blog-github-ssh-host": (SECRET, "blog-github"),
+    "blog-github-ssh-username": (SECRET, "blog-github"),
+    "blog-github-ssh-key": (SECRET, "blog-github"),
+    "blog-github-ssh-known-hosts": (SECRET, "blog-github"),
     "blog-github-workflow": (FILE, "blog-github"),
     **{f"blog-host-{step}": (COMMAND, "blog-host") for step in STEP_NEEDS},
 }
@@ -119,6 +124,7 @@ def test_prod_example_registers_exactly_these_resources(run_stack) -> None:
         SERVER: 1,
         RRSET: 2,
         GITHUB_PROVIDER: 1,
+        ENVIRONMENT: 1,
         SECRET: 4,
         DEPLOY_KEY: 1,
         FILE: 1,
@@ -247,20 +253,74 @@ def test_dns_records_point_the_apex_at_the_server(run_stack) -> None:
     assert not run.mocks.of_type(ZONE)
 
 
-def test_github_secrets_for_the_workflow(run_stack) -> None:
+def test_github_secrets_for_the_workflow_are_the_stacks_environments(run_stack) -> None:
     run = run_stack()
+    environment = one(run, ENVIRONMENT)
+    assert environment.inputs == {"repository": "blog", "environment": "prod"}
+    assert not run.mocks.of_type(REPOSITORY_SECRET), "a repository secret is shared by every stack"
     secrets = {r.inputs["secretName"]: r for r in run.mocks.of_type(SECRET)}
     assert sorted(secrets) == sorted(SECRET_NAMES)
     for r in secrets.values():
-        assert "value" in r.inputs
+        assert is_secret(r.inputs["value"])
         assert "plaintextValue" not in r.inputs and "encryptedValue" not in r.inputs
-        assert r.inputs["repository"] == "blog"
+        assert (r.inputs["repository"], r.inputs["environment"]) == ("blog", "prod")
+        # The environment's name comes from the environment resource: created first, deleted last.
+        assert environment.urn in r.registration.property_dependencies["environment"]
     host_key = public_key(run, "blog-server-host-key")
-    assert secrets["PRODUCTION_SSH_HOST"].plain("value") == SERVER_IPV4
-    assert secrets["PRODUCTION_SSH_USERNAME"].plain("value") == "blog"
+    assert secrets["SSH_HOST"].plain("value") == SERVER_IPV4
+    assert secrets["SSH_USERNAME"].plain("value") == "blog"
     ci_key = run.mocks.tls_key("blog-github-ci-key")["privateKeyOpenssh"]
-    assert secrets["PRODUCTION_SSH_KEY"].plain("value") == ci_key
-    assert secrets["PRODUCTION_SSH_KNOWN_HOSTS"].plain("value") == f"{SERVER_IPV4} {host_key}"
+    assert secrets["SSH_KEY"].plain("value") == ci_key
+    assert secrets["SSH_KNOWN_HOSTS"].plain("value") == f"{SERVER_IPV4} {host_key}"
+    assert run.exports["githubEnvironment"] == "prod"
+
+
+def test_a_second_stack_on_the_repository_owns_other_things_only(run_stack) -> None:
+    """staging beside prod: its own environment, secrets (same names, in its environment) and
+    workflow file on its own branch, so neither up nor destroy of one touches the other's."""
+    prod = run_stack()
+    staging = run_stack(stack="staging", branch="staging", domain="staging.blog.com")
+
+    def owned(run: StackRun) -> set[tuple[str, ...]]:
+        things: set[tuple[str, ...]] = set()
+        for r in run.resources:
+            if r.typ == ENVIRONMENT:
+                things.add(("environment", r.inputs["environment"]))
+            elif r.typ == SECRET:
+                things.add(("secret", r.inputs["environment"], r.inputs["secretName"]))
+            elif r.typ == FILE:
+                things.add(("file", r.inputs["branch"], r.inputs["file"]))
+        return things
+
+    assert owned(prod) & owned(staging) == set()
+    assert ("file", "staging", ".github/workflows/deploy-staging.yml") in owned(staging)
+    assert ("environment", "staging") in owned(staging)
+    workflow = yaml.safe_load(one(staging, FILE).inputs["content"])
+    assert workflow[True]["push"]["branches"] == ["staging"]
+    assert workflow["jobs"]["deploy"]["environment"] == {"name": "staging", "url": "https://staging.blog.com"}
+    assert workflow["concurrency"]["group"] == "deploy-staging"
+    assert staging.exports["nextSteps"].split(". ")[1] == (
+        "A push to staging deploys (.github/workflows/deploy-staging.yml, GitHub Environment staging)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stack", "accepted"),
+    [("prod", True), ("staging.eu-1", True), ("Prod_2", True), ("x" * 100, True), (".", False), ("..", False)],
+)
+def test_the_environment_name_is_the_stacks_checked_as_github_does(stack: str, accepted: bool) -> None:
+    if accepted:
+        assert github_environment(stack) == stack
+        return
+    with pytest.raises(pulumi.RunError) as refused:
+        github_environment(stack)
+    (line,) = str(refused.value).splitlines()
+    assert line.startswith(f"django-vps: the stack name {stack!r} cannot name its GitHub Environment"), line
+
+
+def test_a_stack_name_github_refuses_registers_nothing(run_stack) -> None:
+    with pytest.raises(Exception, match=r"cannot name its GitHub Environment"):
+        run_stack(stack="..", manageDns="false", **existing_host_config())
 
 
 def test_read_only_deploy_key_and_workflow_file(run_stack) -> None:
@@ -271,12 +331,13 @@ def test_read_only_deploy_key_and_workflow_file(run_stack) -> None:
     assert deploy_key.inputs["key"] == public_key(run, "blog-github-deploy-key")
     assert deploy_key.inputs["title"] == "django-vps blog.com (read-only clone)"
     workflow = one(run, FILE)
-    assert workflow.inputs["file"] == ".github/workflows/deploy.yml"
+    assert workflow.inputs["file"] == ".github/workflows/deploy-prod.yml"
     assert (workflow.inputs["repository"], workflow.inputs["branch"]) == ("blog", "main")
     assert workflow.inputs["overwriteOnCreate"] is True
     content = yaml.safe_load(workflow.inputs["content"])
     triggers = content[True]  # YAML 1.1 reads the key `on` as true
     assert triggers["push"]["branches"] == ["main"]
+    assert content["jobs"]["deploy"]["environment"] == {"name": "prod", "url": "https://blog.com"}
     for name in SECRET_NAMES:
         assert f"secrets.{name}" in workflow.inputs["content"]
     assert "StrictHostKeyChecking=yes" in workflow.inputs["content"]
@@ -288,7 +349,7 @@ def test_github_resources_use_the_explicit_provider_for_the_owner(run_stack) -> 
     provider = one(run, GITHUB_PROVIDER)
     assert provider.inputs["owner"] == "sdelquin"
     github = [r for r in run.resources if r.typ.startswith("github:")]
-    assert len(github) == 6
+    assert len(github) == 7
     for r in github:
         assert r.registration.provider == f"{provider.urn}::{provider.id}", r.name
 
@@ -347,6 +408,8 @@ def test_the_workflow_is_committed_only_once_the_site_serves(run_stack) -> None:
     steps = commands(run)
     workflow = one(run, FILE)
     assert steps["verify"].urn in workflow.registration.dependencies
+    # ...and the first run finds the environment's secrets there.
+    assert {r.urn for r in run.mocks.of_type(SECRET)} <= workflow.registration.dependencies
     assert {steps["supervisor"].urn, steps["certbot"].urn} <= steps["verify"].dependencies
 
 
@@ -434,8 +497,8 @@ def test_existing_host_mode(run_stack) -> None:
     assert (rrset.inputs["type"], rrset.inputs["name"], rrset.inputs["records"]) == ("A", "@", [{"value": EXISTING_IP}])
     assert rrset.urn in steps["dns-wait"].dependencies
     secrets = {r.inputs["secretName"]: r.plain("value") for r in run.mocks.of_type(SECRET)}
-    assert secrets["PRODUCTION_SSH_HOST"] == EXISTING_IP
-    assert secrets["PRODUCTION_SSH_KNOWN_HOSTS"] == f"{EXISTING_IP} {pinned}"
+    assert secrets["SSH_HOST"] == EXISTING_IP
+    assert secrets["SSH_KNOWN_HOSTS"] == f"{EXISTING_IP} {pinned}"
     assert run.exports["ipv4"] == EXISTING_IP
     assert run.exports["ipv6"] is None
     assert run.exports["hostKey"] == pinned
@@ -550,6 +613,7 @@ def test_prod_example_exports(run_stack) -> None:
         "manageCommand": f"ssh -t admin@{SERVER_IPV4} sudo django-vps-manage blog",
         "scheduleLogs": f"ssh admin@{SERVER_IPV4} journalctl -u 'django-vps-blog.*' -n 50",
         "hostKey": host_key,
+        "githubEnvironment": "prod",
         "githubSecrets": SECRET_NAMES,
         "dnsRecords": [
             {"type": "A", "name": "@", "zone": "blog.com", "fqdn": "blog.com", "value": SERVER_IPV4, "ttl": 300},
@@ -558,7 +622,7 @@ def test_prod_example_exports(run_stack) -> None:
         "dnsManaged": True,
         # Written out, not read back from the exports: what a user is told to do next.
         "nextSteps": "Hetzner DNS serves the records (dnsRecords). A push to main deploys"
-        " (.github/workflows/deploy.yml). Open https://blog.com.",
+        " (.github/workflows/deploy-prod.yml, GitHub Environment prod). Open https://blog.com.",
     }
     assert host_key.startswith("ssh-ed25519 ") and len(host_key.split()) == 2
     assert not any(is_secret(v) for v in exports.values())

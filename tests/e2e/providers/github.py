@@ -1,5 +1,6 @@
 """Stand-in for pulumi-resource-github 6.15.0 (terraform-provider-github v6.13, bridged): deploy keys,
-Actions secrets and repository files, over HTTP to a GitHub API the way the real provider talks to it.
+Actions secrets, environments with their secrets and repository files, over HTTP to a GitHub API the
+way the real provider talks to it.
 
 It speaks GitHub's REST wire format (the same methods, paths, JSON bodies and headers as go-github),
 so it runs against tests/e2e/testhost/github_api.py as the real plugin would. Contract read in
@@ -21,6 +22,21 @@ and organization siblings, `resource_github_repository_file.go`) and pulumi-gith
   (diffRepository compares repository ids; renames are not modelled); a value change is an update
   that seals the new value with the repository's public key (libsodium sealed box). Id
   `<repo>:<name>`; `createdAt`/`updatedAt`/`remoteUpdatedAt` in go-github's time format.
+- RepositoryEnvironment (`resource_github_repository_environment.go`): `environment` is ForceNew,
+  `repository` as for secrets; `canAdminsBypass` defaults to true, `preventSelfReview` to false,
+  `waitTimer` is 0..43200. Create and update PUT `/repos/{o}/{r}/environments/{name}` with go-github's
+  CreateUpdateEnvironment body (`wait_timer` 0 and `can_admins_bypass` true when unset, `reviewers`
+  and `deployment_branch_policy` null to clear them); a 422 without reviewers or wait timer is retried
+  with the branch policy alone (go-github's createNewEnvNoEnterprise, for plans without protection
+  rules); create then reads the repository's id (and, here, the environment, so that the state is
+  what a refresh reads). A read's 404 drops it; a delete's 404 is swallowed.
+  Id `<repo>:<name>` (a ':' in the name escaped as '??').
+- ActionsEnvironmentSecret (`resource_github_actions_environment_secret.go`): `environment` and
+  `secretName` are ForceNew, `repository` as for secrets; the value rules of ActionsSecret. go-github
+  addresses the repository by id here: `GET /repositories/{id}/environments/{name}/secrets/public-key`
+  (the environment's own key), `PUT`, `GET` (timestamps, once, no retry) and `DELETE` of
+  `.../secrets/{secret}`; update and delete use the recorded `repositoryId`; a delete's 404 is an
+  error (upstream does not swallow it). Id `<repo>:<name>:<secret>`.
 - RepositoryFile: `file` and `branch` are ForceNew, `repository` as for secrets; the branch defaults
   to the repository's default branch, the commit message to "Add <file>" ("Update"/"Delete" later),
   `overwriteOnCreate` to false. Id `<repo>:<file>:<branch>`.
@@ -205,7 +221,10 @@ class Client:
 
 class GitHubProvider(Provider):
     def __init__(self) -> None:
-        super().__init__("github", [RepositoryDeployKey, ActionsSecret, RepositoryFile])
+        super().__init__(
+            "github",
+            [RepositoryDeployKey, ActionsSecret, RepositoryEnvironment, ActionsEnvironmentSecret, RepositoryFile],
+        )
         self._client: Client | None = None
 
     def configure(self, config: dict[str, Any]) -> None:
@@ -373,6 +392,190 @@ class ActionsSecret(GitHubResource):
     def delete(self, id_: str, outputs: dict[str, Any]) -> None:
         repo, name = outputs["repository"], outputs["secretName"]
         self.api.request("DELETE", f"{_repo_path(self.api, repo)}/actions/secrets/{quote(name, safe='')}")
+
+
+def escape_id_part(part: str) -> str:
+    """Upstream's escapeIDPart: ':' separates an id's parts, so one inside a name becomes '??'."""
+    return part.replace(":", "??")
+
+
+ENVIRONMENT_DEFAULTS = {"canAdminsBypass": True, "preventSelfReview": False}
+
+
+class RepositoryEnvironment(GitHubResource):
+    token = "github:index/repositoryEnvironment:RepositoryEnvironment"
+    replace_on = frozenset({"environment", "repository"})
+
+    def check(self, news: dict[str, Any]) -> dict[str, Any]:
+        wait = news.get("waitTimer")
+        if wait not in (None, "") and not has_unknown(wait) and not 0 <= _int(wait, 0) <= 43200:
+            raise ProviderError(f'"wait_timer": expected wait_timer to be in the range (0 - 43200), got {wait}')
+        if news.get("reviewers"):
+            raise ProviderError("the github stand-in does not implement environment reviewers")
+        return {**ENVIRONMENT_DEFAULTS, **news}
+
+    def _path(self, repo: str, env: str) -> str:
+        return f"{_repo_path(self.api, repo)}/environments/{quote(env, safe='')}"
+
+    def _put(self, inputs: dict[str, Any]) -> None:
+        """createUpdateEnvironmentData, marshalled as go-github's CreateUpdateEnvironment."""
+        policy = inputs.get("deploymentBranchPolicy")
+        branch_policy = (
+            {
+                "protected_branches": bool(policy["protectedBranches"]),
+                "custom_branch_policies": bool(policy["customBranchPolicies"]),
+            }
+            if policy
+            else None
+        )
+        wait = _int(inputs.get("waitTimer"), 0)
+        body = {
+            "wait_timer": wait,
+            "reviewers": None,
+            "can_admins_bypass": _bool(inputs.get("canAdminsBypass"), True),
+            "deployment_branch_policy": branch_policy,
+            "prevent_self_review": _bool(inputs.get("preventSelfReview"), False),
+        }
+        path = self._path(inputs["repository"], inputs["environment"])
+        try:
+            self.api.request("PUT", path, body)
+        except ApiError as error:
+            if error.status != 422 or wait:
+                raise
+            self.api.request("PUT", path, {"deployment_branch_policy": branch_policy})
+
+    def _read(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        got = self.api.request("GET", self._path(state["repository"], state["environment"]), allow=(404,))
+        if got.status == 404:
+            return None
+        env = got.body
+        wait, prevent, reviewers = 0, False, []
+        for rule in env.get("protection_rules") or []:
+            if rule.get("type") == "wait_timer":
+                wait = rule.get("wait_timer", 0)
+            elif rule.get("type") == "required_reviewers":
+                prevent = bool(rule.get("prevent_self_review"))
+                reviewers = [{"teams": [], "users": []}]
+        outputs = {
+            **state,
+            "waitTimer": wait,
+            "reviewers": reviewers,
+            "preventSelfReview": prevent,
+            "canAdminsBypass": bool(env.get("can_admins_bypass")),
+        }
+        policy = env.get("deployment_branch_policy")
+        if policy:
+            outputs["deploymentBranchPolicy"] = {
+                "protectedBranches": bool(policy.get("protected_branches")),
+                "customBranchPolicies": bool(policy.get("custom_branch_policies")),
+            }
+        else:
+            outputs.pop("deploymentBranchPolicy", None)
+        return outputs
+
+    def create(self, inputs: dict[str, Any], preview: bool) -> tuple[str, dict[str, Any]]:
+        if preview:
+            return "", inputs
+        repo, env = inputs["repository"], inputs["environment"]
+        self._put(inputs)
+        repository = self.api.request("GET", _repo_path(self.api, repo)).body
+        outputs = self._read({**inputs, "repositoryId": repository["id"]})
+        if outputs is None:
+            raise ProviderError(f"environment {env} vanished from {repo} right after its creation")
+        return f"{repo}:{escape_id_part(env)}", outputs
+
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
+        return self._read(outputs)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any], preview: bool) -> dict[str, Any]:
+        state = {**olds, **news}
+        if preview:
+            return state
+        self._put(state)
+        outputs = self._read(state)
+        if outputs is None:
+            raise ProviderError(f"environment {state['environment']} vanished right after its update")
+        return outputs
+
+    def delete(self, id_: str, outputs: dict[str, Any]) -> None:
+        # deleteResourceOn404AndSwallow304OtherwiseReturnError: one already gone is deleted.
+        self.api.request("DELETE", self._path(outputs["repository"], outputs["environment"]), allow=(404,))
+
+
+class ActionsEnvironmentSecret(ActionsSecret):
+    token = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
+    replace_on = frozenset({"environment", "secretName", "repository"})
+
+    def check(self, news: dict[str, Any]) -> dict[str, Any]:
+        if news.get("keyId") and (news.get("value") or news.get("plaintextValue")):
+            raise ProviderError('"key_id": conflicts with value')
+        return super().check(news)
+
+    def _secrets(self, repository_id: Any, env: str) -> str:
+        # repository_id is a TypeInt: the engine hands numbers over as doubles (1001007.0).
+        return f"repositories/{int(float(repository_id))}/environments/{quote(env, safe='')}/secrets"
+
+    def _put_env(self, repository_id: Any, inputs: dict[str, Any], key_id: str) -> dict[str, Any]:
+        base = self._secrets(repository_id, inputs["environment"])
+        encrypted = inputs.get("valueEncrypted") or inputs.get("encryptedValue") or ""
+        public_key = ""
+        if not key_id or not encrypted:
+            got = self.api.request("GET", f"{base}/public-key")
+            key_id, public_key = got.body["key_id"], got.body["key"]
+        if not encrypted:
+            plaintext = inputs.get("value") or inputs.get("plaintextValue") or ""
+            box = nacl.public.SealedBox(nacl.public.PublicKey(base64.b64decode(public_key)))
+            encrypted = base64.b64encode(box.encrypt(plaintext.encode())).decode()
+        path = f"{base}/{quote(inputs['secretName'], safe='')}"
+        self.api.request("PUT", path, {"key_id": key_id, "encrypted_value": encrypted})
+        # "GitHub API does not return on create so we have to lookup the secret to get timestamps"
+        got = self.api.request("GET", path, allow=(404,))
+        if got.status != 200:
+            return {"keyId": key_id, "updatedAt": None, "remoteUpdatedAt": None}
+        updated = go_time(got.body["updated_at"])
+        return {
+            "keyId": key_id,
+            "createdAt": go_time(got.body["created_at"]),
+            "updatedAt": updated,
+            "remoteUpdatedAt": updated,
+        }
+
+    def create(self, inputs: dict[str, Any], preview: bool) -> tuple[str, dict[str, Any]]:
+        if preview:
+            return "", inputs
+        repo, env, name = inputs["repository"], inputs["environment"], inputs["secretName"]
+        repository_id = self.api.request("GET", _repo_path(self.api, repo)).body["id"]
+        stamps = self._put_env(repository_id, inputs, inputs.get("keyId") or "")
+        outputs = {**inputs, "repositoryId": repository_id, **stamps}
+        return f"{repo}:{escape_id_part(env)}:{name}", outputs
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any], preview: bool) -> dict[str, Any]:
+        outputs = {**olds, **news}
+        for key in VALUE_KEYS:
+            if key not in news:
+                outputs.pop(key, None)
+        if preview:
+            return outputs
+        # d.Get("key_id"): given, else the state's (computed); a plaintext value seals anew anyway.
+        key_id = news.get("keyId") or olds.get("keyId") or ""
+        return {**outputs, **self._put_env(olds["repositoryId"], news, key_id)}
+
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
+        path = f"{self._secrets(outputs.get('repositoryId'), outputs.get('environment', ''))}/"
+        got = self.api.request("GET", path + quote(outputs.get("secretName", ""), safe=""), allow=(404,))
+        if got.status == 404:
+            return None
+        updated = go_time(got.body["updated_at"])
+        return {
+            **outputs,
+            "createdAt": outputs.get("createdAt") or go_time(got.body["created_at"]),
+            "updatedAt": outputs.get("updatedAt") or updated,
+            "remoteUpdatedAt": updated,
+        }
+
+    def delete(self, id_: str, outputs: dict[str, Any]) -> None:
+        path = self._secrets(outputs["repositoryId"], outputs["environment"])
+        self.api.request("DELETE", f"{path}/{quote(outputs['secretName'], safe='')}")
 
 
 FILE_DEFAULTS = {"overwriteOnCreate": False, "autocreateBranch": False, "autocreateBranchSourceBranch": "main"}

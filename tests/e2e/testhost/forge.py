@@ -155,21 +155,28 @@ class Forge:
         self._commit_and_push(name, "Initial commit")
         return self.url(name)
 
-    def push_commit(self, name: str, files: dict[str, str], message: str) -> str:
-        """Commit `files` (path -> content) on main and push it over SSH; the new commit id."""
+    def push_commit(self, name: str, files: dict[str, str], message: str, *, branch: str = "main") -> str:
+        """Commit `files` (path -> content) on `branch` and push it over SSH; the new commit id."""
         work = self.work / name
+        sh(["git", "-C", work, "checkout", "-q", branch])
         for rel, content in files.items():
             path = work / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
-        return self._commit_and_push(name, message)
+        return self._commit_and_push(name, message, branch)
 
-    def head(self, name: str) -> str:
-        return sh(["git", "-C", self.repos / f"{name}.git", "rev-parse", "main"]).stdout.strip()
-
-    def _commit_and_push(self, name: str, message: str) -> str:
+    def create_branch(self, name: str, branch: str, source: str = "main") -> str:
+        """Branch `branch` off `source` and push it (as `git push origin source:branch`); its head."""
         work = self.work / name
-        env = {
+        sh(["git", "-C", work, "branch", branch, source])
+        self._push(name, branch)
+        return self.head(name, branch)
+
+    def head(self, name: str, branch: str = "main") -> str:
+        return sh(["git", "-C", self.repos / f"{name}.git", "rev-parse", branch]).stdout.strip()
+
+    def _env(self) -> dict[str, str]:
+        return {
             **os.environ,
             **GIT_ID,
             "GIT_SSH_COMMAND": (
@@ -178,9 +185,15 @@ class Forge:
                 " -o StrictHostKeyChecking=yes"
             ),
         }
+
+    def _push(self, name: str, branch: str) -> None:
+        sh(["git", "-C", self.work / name, "push", "-q", self.url(name), branch], env=self._env())
+
+    def _commit_and_push(self, name: str, message: str, branch: str = "main") -> str:
+        work, env = self.work / name, self._env()
         sh(["git", "-C", work, "add", "-A"], env=env)
         sh(["git", "-C", work, "commit", "-q", "--allow-empty", "-m", message], env=env)
-        sh(["git", "-C", work, "push", "-q", self.url(name), "main"], env=env)
+        self._push(name, branch)
         return sh(["git", "-C", work, "rev-parse", "HEAD"]).stdout.strip()
 
     def teardown(self) -> None:

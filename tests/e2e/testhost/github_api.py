@@ -18,6 +18,16 @@ pulumi-github 6.15.0) calls for the program's resources, in GitHub's wire format
     PUT    /repos/{owner}/{repo}/contents/{path}        create or update (sha of the blob)
     DELETE /repos/{owner}/{repo}/contents/{path}
     GET    /repos/{owner}/{repo}/commits/{sha}
+    PUT    /repos/{owner}/{repo}/environments/{name}     create or update an environment
+    GET    /repos/{owner}/{repo}/environments/{name}
+    DELETE /repos/{owner}/{repo}/environments/{name}     with its secrets
+    GET    /repositories/{repository_id}/environments/{name}/secrets/public-key
+    GET    /repositories/{repository_id}/environments/{name}/secrets/{secret_name}
+    PUT    /repositories/{repository_id}/environments/{name}/secrets/{secret_name}
+    DELETE /repositories/{repository_id}/environments/{name}/secrets/{secret_name}
+           (go-github's Get/CreateOrUpdate/DeleteEnvSecret and GetEnvPublicKey address the
+           repository by id; GitHub also serves the same under /repos/{owner}/{repo}/environments/...,
+           as its REST docs now give them, and so does this stand-in)
 
 Every request needs the model's token (`Authorization: Bearer|token <t>`): none answers 401
 "Requires authentication", a wrong one 401 "Bad credentials", as GitHub does. Anything else answers
@@ -29,8 +39,15 @@ State lives in `GitHubModel` (thread-safe, no HTTP); `GitHubAPI` serves it from 
 plaintext a workflow would get (`secret_plaintext`). `on_deploy_key` is told when a deploy key is
 added or removed (the lab authorizes it on its git forge).
 
+Environments are named case-insensitively (GitHub's rule) and each holds its own X25519 key pair and
+secrets, which a workflow job sees only when it names the environment (`secret_plaintext(...,
+environment=)`). Branches besides the default one come from `create_branch` (a test's `git push`).
+
 Limitations: one owner (a user or an organization) and its token; no pagination, directories,
-renames, branch creation, rate limits or secondary rate limits.
+renames, branch creation through the API, rate limits or secondary rate limits; environments
+without reviewers (a PUT naming reviewers answers 422, as a plan without them does) and without
+deployment branch policies beyond echoing them; every plan is one that has environments (GitHub
+Free refuses them on private repositories with a 404).
 """
 
 from __future__ import annotations
@@ -152,6 +169,24 @@ class Commit:
 
 
 @dataclass
+class Environment:
+    """A GitHub Environment: its protection settings, its own key pair and its own secrets."""
+
+    id: int
+    name: str
+    """As created (names compare case-insensitively)."""
+    created_at: datetime
+    updated_at: datetime
+    can_admins_bypass: bool = True
+    prevent_self_review: bool = False
+    wait_timer: int = 0
+    deployment_branch_policy: dict[str, bool] | None = None
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    secrets_key: nacl.public.PrivateKey = field(default_factory=nacl.public.PrivateKey.generate)
+    secrets_key_id: str = ""
+
+
+@dataclass
 class Repository:
     id: int
     name: str
@@ -163,6 +198,8 @@ class Repository:
     secrets: dict[str, Secret] = field(default_factory=dict)
     secrets_key: nacl.public.PrivateKey = field(default_factory=nacl.public.PrivateKey.generate)
     secrets_key_id: str = ""
+    environments: dict[str, Environment] = field(default_factory=dict)
+    """Lower-cased name -> environment."""
 
     def head(self, branch: str) -> Commit:
         return self.commits[self.branches[branch]]
@@ -216,9 +253,34 @@ class GitHubModel:
             self.repositories[name.lower()] = repo
             return repo
 
-    def secret_plaintext(self, repo: str, name: str) -> str:
+    def secret_plaintext(self, repo: str, name: str, environment: str | None = None) -> str:
+        """What a workflow job would get for `secrets.<name>`: the environment's secret when the job
+        names an environment that has one, else the repository's."""
         with self.lock:
-            return self._repo(repo).secrets[name].plaintext
+            r = self._repo(repo)
+            env = r.environments.get(environment.lower()) if environment else None
+            if env is not None and name in env.secrets:
+                return env.secrets[name].plaintext
+            return r.secrets[name].plaintext
+
+    def create_branch(self, repo: str, name: str, source: str | None = None) -> str:
+        """A new branch at `source`'s head (the default branch's), as a `git push` of it makes."""
+        with self.lock:
+            r = self._repo(repo)
+            if name in r.branches:
+                raise ValueError(f"branch {name!r} exists")
+            r.branches[name] = r.branches[source or r.default_branch]
+            return r.branches[name]
+
+    def branch_files(self, repo: str, branch: str) -> dict[str, str]:
+        """Every file at the head of `branch`: path -> text."""
+        with self.lock:
+            return {path: data.decode() for path, data in self._repo(repo).head(branch).tree.items()}
+
+    def environment_secrets(self, repo: str) -> dict[str, list[str]]:
+        """Environment name (as created) -> its secrets' names."""
+        with self.lock:
+            return {e.name: sorted(e.secrets) for e in self._repo(repo).environments.values()}
 
     def file_text(self, repo: str, path: str, branch: str | None = None) -> str | None:
         """The file's text at the head of `branch` (default branch), None when absent."""
@@ -235,15 +297,21 @@ class GitHubModel:
         with self.lock:
             return sorted(self._repo(repo).secrets)
 
-    def managed(self, repo: str) -> dict[str, list[str]]:
-        """Keys, secrets and files besides the initial commit's: what a destroy must leave empty."""
+    def managed(self, repo: str) -> dict[str, Any]:
+        """Keys, repository secrets, environments (with their secrets) and files besides the initial
+        commit's (a branch's other than the default one as "<branch>:<path>"): what a destroy must
+        leave empty."""
         with self.lock:
             r = self._repo(repo)
             initial = next(c for c in r.commits.values() if not c.parents).tree
-            files = [p for p, d in r.head(r.default_branch).tree.items() if initial.get(p) != d]
+            files = []
+            for branch in r.branches:
+                prefix = "" if branch == r.default_branch else f"{branch}:"
+                files += [prefix + p for p, d in r.head(branch).tree.items() if initial.get(p) != d]
             return {
                 "keys": [k.title for k in r.keys.values()],
                 "secrets": sorted(r.secrets),
+                "environments": {e.name: sorted(e.secrets) for e in r.environments.values()},
                 "files": sorted(files),
             }
 
@@ -353,6 +421,73 @@ class GitHubModel:
         with self.lock:
             if repo.secrets.pop(name, None) is None:
                 raise _not_found()
+
+    # --- environments and their secrets -----------------------------------------------------
+
+    def repository_by_id(self, repository_id: str) -> Repository:
+        with self.lock:
+            for r in self.repositories.values():
+                if str(r.id) == repository_id:
+                    return r
+            raise _not_found()
+
+    def put_environment(self, repo: Repository, name: str, body: dict[str, Any]) -> Environment:
+        """Create or update; GitHub's rules: at most 255 characters, case-insensitive, wait_timer
+        0..43200 minutes."""
+        if not name or len(name) > 255:
+            raise GitHubError(
+                422, "Validation Failed", [{"resource": "Environment", "code": "invalid", "field": "name"}]
+            )
+        wait = body.get("wait_timer") or 0
+        if not isinstance(wait, int) or not 0 <= wait <= 43200:
+            raise GitHubError(422, "Invalid request.\n\nwait_timer must be between 0 and 43200.")
+        if body.get("reviewers"):
+            raise GitHubError(422, "Invalid request.\n\nthe stand-in does not model required reviewers.")
+        policy = body.get("deployment_branch_policy")
+        with self.lock:
+            moment = _now()
+            env = repo.environments.get(name.lower())
+            if env is None:
+                env = Environment(next(self._ids), name, moment, moment)
+                env.secrets_key_id = str(3380204578043523366 + env.id)
+                repo.environments[name.lower()] = env
+            env.updated_at = moment
+            if "can_admins_bypass" in body:
+                env.can_admins_bypass = bool(body["can_admins_bypass"])
+            if "prevent_self_review" in body:
+                env.prevent_self_review = bool(body["prevent_self_review"])
+            env.wait_timer = wait
+            env.deployment_branch_policy = dict(policy) if isinstance(policy, dict) else None
+            return env
+
+    def environment(self, repo: Repository, name: str) -> Environment:
+        with self.lock:
+            try:
+                return repo.environments[name.lower()]
+            except KeyError:
+                raise _not_found() from None
+
+    def delete_environment(self, repo: Repository, name: str) -> None:
+        """Also what a test calls to delete one behind Pulumi's back; its secrets go with it."""
+        with self.lock:
+            if repo.environments.pop(name.lower(), None) is None:
+                raise _not_found()
+
+    def put_environment_secret(self, env: Environment, name: str, encrypted_value: str, key_id: str) -> bool:
+        if not SECRET_NAME_RE.match(name) or name.upper().startswith("GITHUB_"):
+            raise GitHubError(422, "Secret names can only contain alphanumeric characters or underscores")
+        with self.lock:
+            if key_id != env.secrets_key_id:
+                raise GitHubError(422, f"Invalid request.\n\nkey_id {key_id!r} is not the environment's public key")
+            try:
+                sealed = base64.b64decode(encrypted_value, validate=True)
+                plaintext = nacl.public.SealedBox(env.secrets_key).decrypt(sealed).decode()
+            except (binascii.Error, nacl.exceptions.CryptoError, UnicodeDecodeError):
+                raise GitHubError(422, "Bad request - encrypted_value could not be decrypted") from None
+            moment = _now()
+            old = env.secrets.get(name)
+            env.secrets[name] = Secret(name, plaintext, old.created_at if old else moment, moment)
+            return old is None
 
     # --- branches, contents and commits ---------------------------------------------------------
 
@@ -499,6 +634,22 @@ class _Handler(BaseHTTPRequestHandler):
             ("PUT", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/contents/(?P<path>.+)", "put_contents"),
             ("DELETE", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/contents/(?P<path>.+)", "delete_contents"),
             ("GET", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/commits/(?P<sha>[^/]+)", "get_commit"),
+            ("GET", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/environments/(?P<env>[^/]+)", "get_environment"),
+            ("PUT", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/environments/(?P<env>[^/]+)", "put_environment"),
+            ("DELETE", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/environments/(?P<env>[^/]+)", "delete_environment"),
+            *[
+                (method, prefix + suffix, name)
+                for prefix in (
+                    r"/repositories/(?P<repo_id>\d+)/environments/(?P<env>[^/]+)/secrets",
+                    r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/environments/(?P<env>[^/]+)/secrets",
+                )
+                for method, suffix, name in (
+                    ("GET", "/public-key", "get_env_public_key"),
+                    ("GET", r"/(?!public-key$)(?P<name>[^/]+)", "get_env_secret"),
+                    ("PUT", r"/(?!public-key$)(?P<name>[^/]+)", "put_env_secret"),
+                    ("DELETE", r"/(?!public-key$)(?P<name>[^/]+)", "delete_env_secret"),
+                )
+            ],
         ]
     ]
 
@@ -791,6 +942,74 @@ class _Handler(BaseHTTPRequestHandler):
             "parents": [{"sha": p, "url": f"{self._repo_url(r)}/commits/{p}"} for p in commit.parents],
             "files": files,
         }
+
+    def _env_json(self, repo: Repository, env: Environment) -> dict[str, Any]:
+        url = f"{self._repo_url(repo)}/environments/{quote(env.name, safe='')}"
+        html, name = self.base.removesuffix("/api/v3"), quote(env.name)
+        rules: list[dict[str, Any]] = []
+        if env.wait_timer:
+            rules.append(
+                {"id": env.id * 10 + 1, "node_id": "GA_wait", "type": "wait_timer", "wait_timer": env.wait_timer}
+            )
+        if env.deployment_branch_policy is not None:
+            rules.append({"id": env.id * 10 + 3, "node_id": "GA_branch", "type": "branch_policy"})
+        return {
+            "id": env.id,
+            "node_id": base64.b64encode(f"010:Environment{env.id}".encode()).decode(),
+            "name": env.name,
+            "url": url,
+            "html_url": f"{html}/{self.model.owner}/{repo.name}/deployments/activity_log?environments_filter={name}",
+            "created_at": _iso(env.created_at),
+            "updated_at": _iso(env.updated_at),
+            "can_admins_bypass": env.can_admins_bypass,
+            "protection_rules": rules,
+            "deployment_branch_policy": env.deployment_branch_policy,
+        }
+
+    def get_environment(self, owner: str, repo: str, env: str) -> Response:
+        r = self.model.repository(owner, repo)
+        return 200, self._env_json(r, self.model.environment(r, env))
+
+    def put_environment(self, owner: str, repo: str, env: str) -> Response:
+        r = self.model.repository(owner, repo)
+        return 200, self._env_json(r, self.model.put_environment(r, env, self.body))
+
+    def delete_environment(self, owner: str, repo: str, env: str) -> Response:
+        self.model.delete_environment(self.model.repository(owner, repo), env)
+        return 204, None
+
+    def _env(
+        self, env: str, repo_id: str | None = None, owner: str | None = None, repo: str | None = None
+    ) -> Environment:
+        r = self.model.repository_by_id(repo_id) if repo_id else self.model.repository(owner or "", repo or "")
+        return self.model.environment(r, env)
+
+    def get_env_public_key(self, env: str, **where: str) -> Response:
+        e = self._env(env, **where)
+        return 200, {"key_id": e.secrets_key_id, "key": base64.b64encode(bytes(e.secrets_key.public_key)).decode()}
+
+    def get_env_secret(self, env: str, name: str, **where: str) -> Response:
+        e = self._env(env, **where)
+        with self.model.lock:
+            secret = e.secrets.get(name)
+        if secret is None:
+            raise _not_found()
+        return 200, {"name": secret.name, "created_at": _iso(secret.created_at), "updated_at": _iso(secret.updated_at)}
+
+    def put_env_secret(self, env: str, name: str, **where: str) -> Response:
+        e = self._env(env, **where)
+        for required in ("encrypted_value", "key_id"):
+            if not isinstance(self.body.get(required), str):
+                raise GitHubError(422, f'Invalid request.\n\n"{required}" wasn\'t supplied.')
+        created = self.model.put_environment_secret(e, name, self.body["encrypted_value"], self.body["key_id"])
+        return (201, {}) if created else (204, None)
+
+    def delete_env_secret(self, env: str, name: str, **where: str) -> Response:
+        e = self._env(env, **where)
+        with self.model.lock:
+            if e.secrets.pop(name, None) is None:
+                raise _not_found()
+        return 204, None
 
 
 class _Server(ThreadingHTTPServer):
