@@ -41,7 +41,8 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "app-user": ("packages",),
     "clone": ("app-user",),
     "env": ("app-user",),
-    "deploy": ("clone", "env"),
+    "database": ("packages", "app-user"),
+    "deploy": ("clone", "env", "database"),
     "supervisor": ("deploy",),
     "nginx": ("packages",),
     "dns-wait": (),
@@ -52,8 +53,20 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
 CREATED_SERVER_ONLY = frozenset({"admin-keys"})
 """Steps of a server the stack created: there the admin user and its keys are the stack's (on an
 existing host the login user's keys are the user's own, and stay so)."""
-STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY)
+POSTGRESQL_ONLY = frozenset({"database"})
+"""Steps of the database postgresql only (SQLite needs nothing installed)."""
+STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY | POSTGRESQL_ONLY)
 """The steps every host gets."""
+
+
+def steps_of(s: Settings, *, created: bool) -> tuple[str, ...]:
+    """The steps of a host with these settings, in STEP_NEEDS' order."""
+    return tuple(
+        role
+        for role in STEP_NEEDS
+        if (role not in CREATED_SERVER_ONLY or created) and (role not in POSTGRESQL_ONLY or s.database == "postgresql")
+    )
+
 
 TEARDOWN_AFTER: dict[str, tuple[str, ...]] = {
     "security": ("security",),
@@ -125,6 +138,7 @@ class Host(pulumi.ComponentResource):
             "app-user": args.ci_public_key.apply(lambda key: render.app_user_step(s, key)),
             "clone": render.clone_step(s),
             "env": render.env_step(s),
+            "database": render.database_step(s),
             "deploy": render.deploy_step(s),
             "supervisor": render.supervisor_step(s),
             "nginx": render.nginx_step(s),
@@ -138,14 +152,15 @@ class Host(pulumi.ComponentResource):
             scripts["admin-keys"] = args.login_public_key.apply(lambda key: render.admin_keys_step(s, key))
         stdins = {"app-user": args.deploy_private_key, "env": args.django_env}
         extra_after = {"clone": args.clone_after, "dns-wait": args.certificate_after}
-        for role, needs in STEP_NEEDS.items():
-            if role in CREATED_SERVER_ONLY and not created:
-                continue
+        for role in steps_of(s, created=created):
             self.steps[role] = self._command(
                 role,
                 create=scripts[role],
                 stdin=stdins.get(role),
-                after=[*(self.steps[need] for need in needs), *extra_after.get(role, ())],
+                after=[
+                    *(self.steps[need] for need in STEP_NEEDS[role] if need in self.steps),
+                    *extra_after.get(role, ()),
+                ],
             )
         if args.server is None:
             for part, after in TEARDOWN_AFTER.items():

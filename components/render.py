@@ -19,7 +19,7 @@ import yaml
 
 from components import encode, sshkeys
 from components.encode import Encoded
-from components.settings import LOGS_ROOT, OPT_ROOT, SUPERVISOR_CONF, Settings
+from components.settings import LOGS_ROOT, OPT_ROOT, POSTGRES_SOCKET_DIR, SUPERVISOR_CONF, Settings
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 UV_VERSION = "0.13.9"
@@ -130,6 +130,7 @@ def deploy_sh(s: Settings) -> str:
         overlay_skip=",".join(s.settings_overlay_skip),
         fail_on_debug="yes" if s.fail_on_debug else "no",
         hsts="on" if s.hsts else "off",
+        database=s.database,
         nginx_site_file=s.nginx_site_file,
         gunicorn_version=GUNICORN_VERSION,
         poetry_version=POETRY_VERSION,
@@ -237,7 +238,8 @@ def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) 
         ("LOG_LEVEL", logs.level),
     ]
     given = {name for name, _ in [*s.django_env, *secret_env]}
-    provided = [] if "DATABASE_URL" in given else [("DATABASE_URL", s.database_url)]
+    # The user's own DATABASE_URL (or DB_NAME...) wins over the database the program provides.
+    provided = [(name, value) for name, value in s.database_env if name not in given]
     return render("django.env.j2", variables=[*managed, *provided, *s.django_env, *secret_env])
 
 
@@ -303,7 +305,9 @@ def deploy_workflow(s: Settings) -> str:
 
 
 def packages_step(s: Settings) -> str:
-    return render("host-packages.sh.j2", uv_version=UV_VERSION, fail2ban=s.fail2ban)
+    return render(
+        "host-packages.sh.j2", uv_version=UV_VERSION, fail2ban=s.fail2ban, postgresql=s.database == "postgresql"
+    )
 
 
 def known_hosts_clone(s: Settings) -> str:
@@ -378,6 +382,11 @@ def clone_step(s: Settings) -> str:
         branch=s.branch,
         ssh_command=ssh_command,
     )
+
+
+def database_step(s: Settings) -> str:
+    """PostgreSQL (database postgresql only): the unix socket only, the app's role and database."""
+    return render("host-database.sh.j2", **_paths(s), database=s.database_name, socket_dir=POSTGRES_SOCKET_DIR)
 
 
 def env_step(s: Settings) -> str:

@@ -38,6 +38,9 @@ IMAGES = ("debian-12", "debian-13", "ubuntu-24.04")
 LOCATIONS = ("fsn1", "nbg1", "hel1", "ash", "hil", "sin")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEPENDENCY_MODES = ("auto", "uv", "poetry", "pipenv", "requirements")
+DATABASES = ("sqlite", "postgresql")
+# Debian's PostgreSQL socket directory (postgresql-common's unix_socket_directories, and libpq's default).
+POSTGRES_SOCKET_DIR = "/var/run/postgresql"
 # What the settings overlay may override (files/django_vps_settings.py `overridable`; a test keeps them equal).
 OVERLAY_SETTINGS = (
     "ALLOWED_HOSTS",
@@ -284,6 +287,8 @@ class Settings:
     """Path requested with the site's Host before and after a release goes live."""
     shared_paths: tuple[str, ...]
     """Project paths that outlive releases (symlinked into each from shared/)."""
+    database: Literal["sqlite", "postgresql"]
+    """sqlite: shared/db.sqlite3; postgresql: Debian's server on the host, unix socket, peer auth."""
     hsts: bool
     """Send Strict-Transport-Security."""
     host_firewall: bool
@@ -397,9 +402,38 @@ class Settings:
         return f"/etc/nginx/conf.d/{self.app_name}.conf"
 
     @property
+    def database_name(self) -> str:
+        """PostgreSQL's database for the app (its role is the app user: peer authentication maps the
+        Unix user to the role of the same name)."""
+        return self.app_name
+
+    @property
     def database_url(self) -> str:
-        """The database the program provides: SQLite in shared/ (kept across releases)."""
+        """The database the program provides: SQLite in shared/ (kept across releases), or the app's
+        PostgreSQL database over the unix socket (no password: peer authentication)."""
+        if self.database == "postgresql":
+            return f"postgres:///{self.database_name}?host={POSTGRES_SOCKET_DIR}"
         return f"sqlite:///{self.shared_dir}/db.sqlite3"
+
+    @property
+    def database_env(self) -> tuple[tuple[str, str], ...]:
+        """The variables naming the database the program provides, for the usual readers."""
+        if self.database != "postgresql":
+            return (("DATABASE_URL", self.database_url),)
+        name, user, host = self.database_name, self.user, POSTGRES_SOCKET_DIR
+        return (
+            ("DATABASE_URL", self.database_url),
+            ("PGHOST", host),
+            ("PGDATABASE", name),
+            ("PGUSER", user),
+            ("DB_ENGINE", "django.db.backends.postgresql"),
+            ("DB_NAME", name),
+            ("DB_USER", user),
+            ("DB_HOST", host),
+            ("POSTGRES_DB", name),
+            ("POSTGRES_USER", user),
+            ("POSTGRES_HOST", host),
+        )
 
     @property
     def socket_path(self) -> str:
@@ -1071,6 +1105,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         keep_releases=_positive(reader, "keepReleases"),
         health_check_path=_health_path(reader),
         shared_paths=_shared_paths(reader),
+        database=_choice(reader, "database", DATABASES),  # type: ignore[arg-type]
         hsts=reader.value("hsts"),
         host_firewall=reader.value("hostFirewall"),
         fail2ban=reader.value("fail2ban"),

@@ -194,12 +194,26 @@ def diagnose(args: argparse.Namespace, settings, project_settings: str, shared: 
             f"DATABASES['default'] in {where} has no ENGINE: read DATABASE_URL ({url}) with dj-database-url or "
             f"django-environ, or set djangoEnv DATABASE_URL to your database{hint}"
         )
+    elif args.database == "postgresql" and not engine.endswith((".postgresql", ".postgis")):
+        fatal.append(
+            f"database is postgresql but DATABASES['default'] in {where} uses {engine}: read DATABASE_URL "
+            f"({os.environ.get('DATABASE_URL', '')}) with dj-database-url or django-environ, or leave DATABASES "
+            f"without an ENGINE for the settings overlay{hint}"
+        )
     elif engine.endswith("sqlite3") and default.get("NAME") and inside(as_path(default["NAME"]), RELEASE):
         fatal.append(
             f"the SQLite database {default['NAME']} is inside the release and would be lost on the next deploy: "
             f"keep it in shared/ (sharedPaths, or the DATABASE_URL environment variable){hint}"
         )
     return fatal
+
+
+def imports(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def relocate_media(root: Path, media: Path) -> None:
@@ -321,6 +335,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--hsts", choices=("on", "off"), default="off")
     parser.add_argument("--fail-on-debug", choices=("yes", "no"), required=True)
     parser.add_argument("--shared", required=True)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args(argv)
     try:
         return check(args)
@@ -363,6 +378,12 @@ def check(args: argparse.Namespace) -> int:
             raise import_failure(settings_module, error) from None
         for change in overlay_module.changes:
             say(f"settings overlay: {change}")
+    # Django loads the database backend while it sets up (the auth models): the driver first.
+    if args.database == "postgresql" and not any(imports(name) for name in ("psycopg", "psycopg2")):
+        raise Refused(
+            "database is postgresql but the project's dependencies have no PostgreSQL driver (neither psycopg nor "
+            "psycopg2 imports): add psycopg[binary] (or psycopg2-binary) to them"
+        )
     import django
     from django.conf import settings
 

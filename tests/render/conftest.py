@@ -118,6 +118,7 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "sharedPaths": ["media", "data/uploads", "db.sqlite3"],
         "adminUser": "ops",
         "hostFirewall": "false",
+        "database": "postgresql",
     },
     "requirements-existing-host": lambda: {
         "dependencies": "requirements",

@@ -104,7 +104,10 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
         # A key of the user's: the admin-keys step alone (cloud-init's copy acted at the first boot).
         ("adminSshKeys", [LAPTOP_KEY], {"admin_keys_step"}),
         # The app user moves the home directory, the forced command and what runs it among it.
-        ("user", "web", {"ci-command", "app_user_step", "teardown_step[app-user]", *HOME_PATHS}),
+        ("user", "web", {"ci-command", "app_user_step", "teardown_step[app-user]", "database_step", *HOME_PATHS}),
+        # PostgreSQL: installed by the one apt run, named in the .env, checked for by the release check
+        # (the database step, which only this setting adds to the host, renders the same either way).
+        ("database", "postgresql", {"packages_step", "django_env", "deploy.sh", "deploy_step"}),
     ],
 )
 def test_a_setting_changes_exactly_the_files_that_use_it(setting: str, value: object, changed: set[str]) -> None:

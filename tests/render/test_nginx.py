@@ -370,8 +370,13 @@ def test_static_comes_from_the_live_release_and_media_from_shared(
         ("/current/.django-vps/static/;", "/current/static/;"),
         ("location /media/ {", "location /media {"),
     ],
-    ids=["static-from-shared", "media-from-the-release", "static-outside-releases", "static-uncollected",
-         "media-prefix-too-wide"],
+    ids=[
+        "static-from-shared",
+        "media-from-the-release",
+        "static-outside-releases",
+        "static-uncollected",
+        "media-prefix-too-wide",
+    ],
 )
 def test_where_files_come_from_notices_a_wrong_location(
     nginx: str, tmp_path: Path, echo_app: Path, old: str, new: str

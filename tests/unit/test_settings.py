@@ -245,6 +245,21 @@ def test_release_settings_accept_their_documented_values() -> None:
     )
 
 
+def test_database_settings_accept_their_documented_values() -> None:
+    s = load()
+    assert s.database == "sqlite" and s.database_url == "sqlite:////home/blog/blog/shared/db.sqlite3"
+    assert s.database_env == (("DATABASE_URL", s.database_url),)
+    s = load(database="postgresql", appName="my-blog", user="web")
+    assert s.database == "postgresql" and s.database_name == "my-blog"
+    assert s.database_url == "postgres:///my-blog?host=/var/run/postgresql"
+    env = dict(s.database_env)
+    assert env["PGHOST"] == env["DB_HOST"] == env["POSTGRES_HOST"] == "/var/run/postgresql"
+    assert env["PGDATABASE"] == env["DB_NAME"] == env["POSTGRES_DB"] == "my-blog"
+    # Peer authentication: the role is the Unix user's name.
+    assert env["PGUSER"] == env["DB_USER"] == env["POSTGRES_USER"] == "web"
+    assert not any("PASSWORD" in name for name in env)
+
+
 def test_hardening_settings_accept_their_documented_values() -> None:
     s = load(adminUser="ops", hsts="false", hostFirewall="FALSE", fail2ban="False")
     assert (s.server.admin_user, s.login_user) == ("ops", "ops")
@@ -584,6 +599,9 @@ BAD: list[Any] = [
     ({"sharedPaths": ["media", "media/avatars"]}, "sharedPaths", "media/avatars", "list only 'media'"),
     ({"sharedPaths": ["data/uploads", "data"]}, "sharedPaths", "data/uploads", "list only 'data'"),
     ({"sharedPaths": "media"}, "sharedPaths", "media", "list of strings"),
+    # database
+    ({"database": "postgres"}, "database", "'postgres'", "one of sqlite, postgresql"),
+    ({"database": "mysql"}, "database", "'mysql'", "one of sqlite, postgresql"),
     # djangoEnv
     ({"djangoEnv": ["TIME_ZONE"]}, "djangoEnv", "TIME_ZONE", "KEY=value"),
     ({"djangoEnv": ["time_zone=UTC"]}, "djangoEnv", "time_zone=UTC", "A-Z, 0-9 and '_'"),

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from components.host import CREATED_SERVER_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
+from components.host import CREATED_SERVER_ONLY, POSTGRESQL_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
 from tests.unit.conftest import (
     PROD_CONFIG,
     SERVER_IPV4,
@@ -37,6 +37,9 @@ FILE = "github:index/repositoryFile:RepositoryFile"
 GITHUB_PROVIDER = "pulumi:providers:github"
 STACK = "pulumi:pulumi:Stack"
 
+# A created server's steps with the default settings (SQLite: no database step).
+CREATED_STEPS = set(STEP_NEEDS) - POSTGRESQL_ONLY
+
 # The prod example: every resource, its type and the component it belongs to.
 PROD_RESOURCES: dict[str, tuple[str, str]] = {
     "blog": ("django-vps:site:DjangoSite", STACK),
@@ -61,7 +64,7 @@ PROD_RESOURCES: dict[str, tuple[str, str]] = {
     "blog-github-production-ssh-key": (SECRET, "blog-github"),
     "blog-github-production-ssh-known-hosts": (SECRET, "blog-github"),
     "blog-github-workflow": (FILE, "blog-github"),
-    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in STEP_NEEDS},
+    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in STEP_NEEDS if step not in POSTGRESQL_ONLY},
 }
 
 
@@ -298,12 +301,12 @@ def test_host_steps_wait_for_exactly_what_they_need(run_stack) -> None:
     STEP_NEEDS and on no other command, and no input of a step comes from another command."""
     run = run_stack()
     steps = commands(run)
-    assert set(steps) == set(STEP_NEEDS) == {*STEPS, *CREATED_SERVER_ONLY}
+    assert set(steps) == CREATED_STEPS == {*STEPS, *CREATED_SERVER_ONLY}
     assert STEP_NEEDS["packages"] == () and STEP_NEEDS["dns-wait"] == () and STEP_NEEDS["admin-keys"] == ()
-    for role, needs in STEP_NEEDS.items():
+    for role in CREATED_STEPS:
         registration = steps[role].registration
         waited = {other for other, c in steps.items() if c.urn in registration.dependencies}
-        assert waited == set(needs), role
+        assert waited == set(STEP_NEEDS[role]) - POSTGRESQL_ONLY, role
         assert not any(c.urn in urns for c in steps.values() for urns in registration.property_dependencies.values())
 
     def upstream(role: str) -> set[str]:
@@ -383,7 +386,7 @@ def test_every_command_pins_the_host_key_and_goes_with_the_server(run_stack) -> 
         assert not c.inputs.get("triggers"), role
         assert not c.inputs.get("delete"), role
     # A created server takes everything with it: no teardown commands.
-    assert set(commands(run)) == set(STEP_NEEDS)
+    assert set(commands(run)) == CREATED_STEPS
 
 
 def test_dns_wait_expects_the_servers_ipv4(run_stack) -> None:
@@ -392,6 +395,25 @@ def test_dns_wait_expects_the_servers_ipv4(run_stack) -> None:
 
 
 # Variants.
+
+
+def test_postgresql_adds_the_database_step_before_the_first_deploy(run_stack) -> None:
+    run = run_stack(database="postgresql")
+    steps = commands(run)
+    assert set(steps) == CREATED_STEPS | {"database"}
+    waited = {other for other, c in steps.items() if c.urn in steps["database"].dependencies}
+    assert waited == {"packages", "app-user"}
+    assert steps["database"].urn in steps["deploy"].dependencies
+    assert " postgresql\n" in steps["packages"].plain("create")
+    script = steps["database"].plain("create")
+    assert "ALTER SYSTEM SET listen_addresses" in script and "CREATE ROLE %I LOGIN" in script
+    # No secret goes there: peer authentication has no password.
+    assert "stdin" not in steps["database"].inputs
+    env = run.mocks.named("blog-host-env").plain("stdin")
+    assert "DATABASE_URL=postgres:///blog?host=/var/run/postgresql\n" in env and "PGUSER=blog\n" in env
+    # SQLite needs neither.
+    default = commands(run_stack())
+    assert "database" not in default and "postgresql" not in default["packages"].plain("create")
 
 
 def test_existing_host_mode(run_stack) -> None:
@@ -482,7 +504,7 @@ def test_dns_off_lists_the_records_to_create_by_hand(run_stack) -> None:
     ]
     assert "Create the dnsRecords" in run.exports["nextSteps"]
     steps = commands(run)
-    assert set(steps) == set(STEP_NEEDS)
+    assert set(steps) == CREATED_STEPS
     # Nothing to wait for but the records the user creates: dns-wait starts at once.
     assert not any(c.urn in steps["dns-wait"].dependencies for c in steps.values())
 
