@@ -175,6 +175,11 @@ def release_check_py() -> str:
     return (FILES / "release_check.py").read_text()
 
 
+def snapshot_py() -> str:
+    """Static: the database snapshots and their restore (release check, deploy.sh, backup.sh)."""
+    return (FILES / "snapshot.py").read_text()
+
+
 def runtime_files() -> dict[str, str]:
     """Static: the WSGI entry and the settings overlay, by file name."""
     return {name: (FILES / name).read_text() for name in RUNTIME_FILES}
@@ -401,6 +406,8 @@ def deploy_step(s: Settings) -> str:
         gunicorn_conf_py=gunicorn_conf(s),
         deploy_sh=deploy_sh(s),
         release_check_py=release_check_py(),
+        snapshot=f"{s.bin_dir}/snapshot.py",
+        snapshot_py=snapshot_py(),
         runtime_files=runtime_files(),
         redact=s.redact_script,
         redact_py=redact_py(),

@@ -131,6 +131,7 @@ def _embedded(s) -> dict[str, list[str | None]]:
             render.gunicorn_conf(s),
             render.deploy_sh(s),
             render.release_check_py(),
+            render.snapshot_py(),
             render.redact_py(),
             *render.runtime_files().values(),
         ],

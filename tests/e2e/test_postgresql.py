@@ -1,0 +1,153 @@
+"""database postgresql on the real CLI: one existing-host lab server (Debian 12), the postgres-uv
+fixture (psycopg[binary], no DATABASES of its own) deployed with settings only. Debian's PostgreSQL
+listens on its unix socket only, the app user reaches its own database by peer authentication and
+nobody else does, rows written through the site are in PostgreSQL and survive a deploy, and the
+database step run again changes nothing."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.e2e.cli import CliStack
+from tests.e2e.site import FIXTURES, _plain
+from tests.e2e.testhost import Lab, Server
+from tests.e2e.testhost.forge import Forge
+
+pytestmark = pytest.mark.e2e
+
+IP = "198.51.100.8"
+OWNER = "example"
+FIXTURE = "postgres-uv"
+DOMAIN = "pg.data.test"
+GITHUB_TOKEN = "ghp_" + "pgdata" * 6
+
+
+@dataclass
+class Deployed:
+    lab: Lab
+    server: Server
+    forge: Forge
+    stack: CliStack
+    config: dict[str, str]
+    cafile: str
+    up_seconds: float
+
+    def https(self, path: str, form: dict[str, str] | None = None) -> str:
+        argv = ["curl", "-sS", "--fail-with-body", "--cacert", self.cafile, "--resolve", f"{DOMAIN}:443:{IP}"]
+        for key, value in (form or {}).items():
+            argv += ["--data-urlencode", f"{key}={value}"]
+        result = subprocess.run([*argv, f"https://{DOMAIN}{path}"], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def sql(self, query: str, *, as_user: str = "postgres", database: str = FIXTURE) -> subprocess.CompletedProcess:
+        command = f"cd / && runuser -u {as_user} -- psql -X -At -w -d {shlex.quote(database)} -c {shlex.quote(query)}"
+        return self.server.run(command)
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    server = lab.server("pgdata", IP)
+    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(FIXTURE,))
+    try:
+        login = server.add_sudo_login()
+        forge = lab.forge()
+        forge.create_repo(FIXTURE, FIXTURES / FIXTURE)
+        lab.set_a(DOMAIN, IP)
+        config = {
+            "domain": DOMAIN,
+            "repository": f"{OWNER}/{FIXTURE}",
+            "appName": FIXTURE,
+            "cloneUrl": forge.url(FIXTURE),
+            "cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
+            "letsencryptEmail": "admin@data.test",
+            "acmeServer": lab.acme_directory,
+            "manageDns": "false",
+            "existingHost": IP,
+            "existingHostUser": "admin",
+            "existingHostKey": server.host_public_key(),
+            "existingHostPrivateKey": login.private_openssh,
+            "deployWorkflow": "false",
+            "database": "postgresql",
+            "github:token": GITHUB_TOKEN,
+            "github:baseUrl": github.url,
+        }
+        stack = CliStack(tmp_path_factory.mktemp("stack"))
+        stack.configure(config)
+        first = stack.up(echo=None)
+        cafile = tmp_path_factory.mktemp("ca") / "root.pem"
+        cafile.write_text(lab.acme_ca_pem())
+        yield Deployed(lab, server, forge, stack, config, str(cafile), first.seconds)
+    finally:
+        github.stop()
+        lab.remove("pgdata")
+
+
+def _step_input(stack: CliStack, role: str, name: str) -> str:
+    state = json.loads(stack.cli("stack", "export", "--show-secrets").stdout)
+    (step,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith(f"-host-{role}")]
+    return _plain(step["outputs"])[name]
+
+
+def _step_output(stack: CliStack, role: str) -> str:
+    return _step_input(stack, role, "stdout")
+
+
+def test_postgresql_serves_the_site_and_keeps_its_rows_in_postgresql(deployed: Deployed) -> None:
+    print(f"\nfirst pulumi up with database postgresql: {deployed.up_seconds:.1f} s")
+    database = _step_output(deployed.stack, "database")
+    assert f"database {FIXTURE} of role {FIXTURE}, on /var/run/postgresql only (peer authentication)" in database
+    deploy = _step_output(deployed.stack, "deploy")
+    assert "settings overlay: DATABASES: default: postgres:///postgres-uv?host=/var/run/postgresql" in deploy, deploy
+    assert "database django.db.backends.postgresql" in deploy
+    assert "Hello from postgres-uv" in deployed.https("/")
+    assert deployed.https("/rows/", {"text": "first row"}) == "rows 1"
+    assert deployed.https("/rows/", {"text": "second row"}) == "rows 2"
+    rows = deployed.sql("SELECT text FROM notes_note ORDER BY id")
+    assert rows.stdout.split("\n")[:2] == ["first row", "second row"], rows.stdout + rows.stderr
+    # Owned by the app's role, which Django connected as.
+    owner = deployed.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'notes_note'")
+    assert owner.stdout.strip() == FIXTURE
+    # No SQLite database was made on the side.
+    assert deployed.server.run(f"test -e /home/{FIXTURE}/{FIXTURE}/shared/db.sqlite3").returncode == 1
+
+    # A deploy (as the workflow's forced command runs it) keeps the rows.
+    again = deployed.server.run(f"sudo -u {FIXTURE} -H /opt/django-vps/{FIXTURE}/bin/deploy.sh 2>&1")
+    assert again.returncode == 0, again.stdout
+    assert deployed.https("/rows/") == "rows 2"
+
+
+def test_postgresql_listens_on_its_unix_socket_only_and_admits_only_the_app_user(deployed: Deployed) -> None:
+    assert deployed.sql("SHOW listen_addresses", database="postgres").stdout == "\n"
+    listening = deployed.server.run("ss -Hltnp", check=True).stdout
+    assert "postgres" not in listening and ":5432" not in listening, listening
+    # Peer authentication: the app user is its role, with no password anywhere.
+    me = deployed.sql("SELECT current_user", as_user=FIXTURE)
+    assert me.returncode == 0 and me.stdout.strip() == FIXTURE, me.stdout + me.stderr
+    env = deployed.server.run(f"cat /home/{FIXTURE}/{FIXTURE}/shared/.env", check=True).stdout
+    assert f"DATABASE_URL=postgres:///{FIXTURE}?host=/var/run/postgresql\n" in env
+    assert f"PGUSER={FIXTURE}\n" in env and f"PGDATABASE={FIXTURE}\n" in env and "PASSWORD" not in env
+    # Another account of the machine is nobody to PostgreSQL: not the app's role, and no way into its database.
+    for other in ("admin", "www-data"):
+        refused = deployed.sql("SELECT count(*) FROM notes_note", as_user=other)
+        assert refused.returncode != 0, (other, refused.stdout)
+        assert "authentication failed" in refused.stderr or "does not exist" in refused.stderr, refused.stderr
+    pretending = deployed.server.run(f"cd / && runuser -u admin -- psql -X -w -U {FIXTURE} -d {FIXTURE} -c 'SELECT 1'")
+    assert pretending.returncode != 0 and "Peer authentication failed" in pretending.stderr, pretending.stderr
+
+
+def test_the_database_step_run_again_changes_nothing(deployed: Deployed) -> None:
+    # The very command the engine ran (from the state), once more: the role, database and rows stay.
+    command = _step_input(deployed.stack, "database", "create")
+    result = deployed.server.run(command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "restarting" not in result.stdout  # listen_addresses was set already
+    assert deployed.https("/rows/") == "rows 2"
+    # ...and an up with nothing changed runs nothing.
+    deployed.stack.up(echo=None, expect_no_changes=True)
