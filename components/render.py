@@ -66,6 +66,7 @@ _env.filters.update(
         "supervisor": encode.supervisor,
         "dotenv": encode.dotenv,
         "sudoers": encode.sudoers,
+        "systemd": encode.systemd,
         "sshd": encode.sshd,
         "yaml": encode.yaml,
         "yaml_block": encode.yaml_block,
@@ -117,27 +118,34 @@ def gunicorn_conf(s: Settings) -> str:
     return render("gunicorn.conf.py.j2", app_name=s.app_name, workers=s.gunicorn_workers)
 
 
+def _release_check_context(s: Settings) -> dict[str, object]:
+    """What the release check is run with (files/_release_check.sh.j2), by deploy.sh and backup.sh."""
+    return {
+        "health_check_path": s.health_check_path,
+        "wsgi_application": s.wsgi_application,
+        "overlay": "on" if s.settings_overlay else "off",
+        "overlay_skip": ",".join(s.settings_overlay_skip),
+        "fail_on_debug": "yes" if s.fail_on_debug else "no",
+        "hsts": "on" if s.hsts else "off",
+        "database": s.database,
+    }
+
+
 def deploy_sh(s: Settings) -> str:
     return render(
         "deploy.sh.j2",
         **_paths(s),
+        **_release_check_context(s),
         branch=s.branch,
         dependencies=s.dependencies,
         dependency_groups=s.dependency_groups,
         dependency_extras=s.dependency_extras,
         requirements_file=s.requirements_file,
-        overlay="on" if s.settings_overlay else "off",
-        overlay_skip=",".join(s.settings_overlay_skip),
-        fail_on_debug="yes" if s.fail_on_debug else "no",
-        hsts="on" if s.hsts else "off",
-        database=s.database,
         nginx_site_file=s.nginx_site_file,
         gunicorn_version=GUNICORN_VERSION,
         poetry_version=POETRY_VERSION,
         poetry_export_version=POETRY_EXPORT_VERSION,
         pipenv_version=PIPENV_VERSION,
-        wsgi_application=s.wsgi_application,
-        health_check_path=s.health_check_path,
         keep_releases=s.keep_releases,
         shared_paths=s.shared_paths,
         supervisorctl=SUPERVISORCTL,
@@ -198,7 +206,8 @@ def supervisor_program(s: Settings) -> str:
 
 # What the app user may run as root: supervisorctl with Debian's configuration named (never the
 # search that starts in the working directory), for its own program, from / (sudoers CWD).
-SUDO_COMMANDS = (("avail",), ("status", "{app}"), ("signal", "HUP", "{app}"), ("start", "{app}"))
+# `stop` is backup.sh restore's: the app is stopped while its data is put back.
+SUDO_COMMANDS = (("avail",), ("status", "{app}"), ("signal", "HUP", "{app}"), ("start", "{app}"), ("stop", "{app}"))
 
 
 def sudo_commands(s: Settings) -> tuple[tuple[str, ...], ...]:
@@ -389,6 +398,41 @@ def clone_step(s: Settings) -> str:
     )
 
 
+def backup_sh(s: Settings) -> str:
+    return render(
+        "backup.sh.j2",
+        **_paths(s),
+        **_release_check_context(s),
+        schedule=s.backup_schedule,
+        keep=s.backup_keep,
+        supervisorctl=SUPERVISORCTL,
+    )
+
+
+def backup_service(s: Settings) -> str:
+    return render("backup.service.j2", app_name=s.app_name, user=s.user, backup_script=s.backup_script)
+
+
+def backup_timer(s: Settings) -> str:
+    return render("backup.timer.j2", app_name=s.app_name, schedule=s.backup_schedule)
+
+
+def backup_step(s: Settings) -> str:
+    unit = s.backup_timer.removesuffix(".timer")
+    return render(
+        "host-backup.sh.j2",
+        **_paths(s),
+        schedule=s.backup_schedule,
+        backup_script=s.backup_script,
+        backup_sh=backup_sh(s),
+        service=backup_service(s),
+        timer=backup_timer(s),
+        service_file=f"/etc/systemd/system/{unit}.service",
+        timer_file=f"/etc/systemd/system/{unit}.timer",
+        timer_unit=s.backup_timer,
+    )
+
+
 def database_step(s: Settings) -> str:
     """PostgreSQL (database postgresql only): the unix socket only, the app's role and database."""
     return render("host-database.sh.j2", **_paths(s), database=s.database_name, socket_dir=POSTGRES_SOCKET_DIR)
@@ -481,6 +525,7 @@ def teardown_step(s: Settings, part: str) -> str:
         "host-teardown.sh.j2",
         **_paths(s),
         part=part,
+        backup_timer=s.backup_timer,
         ci_command=s.ci_command,
         deploy_key=s.deploy_key_file,
         authorized_keys=s.authorized_keys,

@@ -289,6 +289,10 @@ class Settings:
     """Project paths that outlive releases (symlinked into each from shared/)."""
     database: Literal["sqlite", "postgresql"]
     """sqlite: shared/db.sqlite3; postgresql: Debian's server on the host, unix socket, peer auth."""
+    backup_schedule: str
+    """systemd OnCalendar expression of the backup timer."""
+    backup_keep: int
+    """Local backups kept."""
     hsts: bool
     """Send Strict-Transport-Security."""
     host_firewall: bool
@@ -392,6 +396,15 @@ class Settings:
     @property
     def release_check(self) -> str:
         return f"{self.bin_dir}/release_check.py"
+
+    @property
+    def backup_script(self) -> str:
+        return f"{self.bin_dir}/backup.sh"
+
+    @property
+    def backup_timer(self) -> str:
+        """The systemd timer (and service) of the backups."""
+        return f"django-vps-backup-{self.app_name}.timer"
 
     @property
     def redact_script(self) -> str:
@@ -926,6 +939,21 @@ def _requirements_file(reader: _Reader) -> str:
     return path
 
 
+# The characters of systemd calendar expressions (Mon..Fri *-*-* 03:00:00, daily, *:0/15, ~).
+_CALENDAR = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9 ,.:*/~+-]{0,199}$")
+
+
+def _schedule(reader: _Reader) -> str:
+    value = reader.string("backupSchedule")
+    if not _CALENDAR.match(value) or "  " in value:
+        raise SettingError(
+            "backupSchedule",
+            f"{_shown(value)} is not a systemd calendar expression (OnCalendar): e.g. daily, hourly, "
+            "*-*-* 03:00:00 or Mon..Fri 02:30",
+        )
+    return value
+
+
 def _health_path(reader: _Reader) -> str:
     path = reader.string("healthCheckPath")
     if not re.match(r"^/[A-Za-z0-9._~/?=&%+-]*$", path):
@@ -1106,6 +1134,8 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         health_check_path=_health_path(reader),
         shared_paths=_shared_paths(reader),
         database=_choice(reader, "database", DATABASES),  # type: ignore[arg-type]
+        backup_schedule=_schedule(reader),
+        backup_keep=_positive(reader, "backupKeep"),
         hsts=reader.value("hsts"),
         host_firewall=reader.value("hostFirewall"),
         fail2ban=reader.value("fail2ban"),

@@ -482,6 +482,11 @@ def check(args: argparse.Namespace) -> int:
         "wsgi_application": target,
         "static_root": str(settings.STATIC_ROOT),
         "media_root": str(settings.MEDIA_ROOT),
+        # What backups snapshot (snapshot.py): the database Django really uses, never its password.
+        "database": {key: str(value) for key, value in default.items()
+                     if key in ("ENGINE", "NAME", "HOST", "PORT", "USER") and value}
+        | ({"HOST": str(default["OPTIONS"]["host"])}
+           if not default.get("HOST") and (default.get("OPTIONS") or {}).get("host") else {}),
     }, indent=1))  # fmt: skip
     return 0
 

@@ -5,6 +5,8 @@ release's).
   take: the release check calls take() before `migrate` when there are unapplied migrations:
         SQLite's online backup API (a consistent copy while gunicorn keeps using the database), or
         `pg_dump -Fc` (one transaction's snapshot), written beside a JSON description.
+  python3 snapshot.py take RELEASE_JSON STEM
+        the same for backup.sh, of the database a live release's facts name (.django-vps/release.json)
   python3 snapshot.py restore FILE.json
         puts the database back as the snapshot has it: SQLite's backup API from the snapshot into
         the live file (under SQLite's own lock), or `pg_restore --clean --if-exists
@@ -133,8 +135,17 @@ def restore(meta_path: Path) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "take":
+        try:
+            facts = json.loads(Path(argv[1]).read_text())
+            taken = take(facts["database"], Path(argv[2]), release=Path(argv[1]).resolve().parent.parent.name)
+        except (OSError, ValueError, KeyError, sqlite3.Error, subprocess.CalledProcessError) as error:
+            print(f"snapshot failed: {error}", file=sys.stderr)
+            return 1
+        print(f"==> database: {taken['file']}, {taken['bytes']} bytes in {taken['seconds']} s")
+        return 0
     if len(argv) != 2 or argv[0] != "restore":
-        print("usage: snapshot.py restore FILE.json", file=sys.stderr)
+        print("usage: snapshot.py take RELEASE_JSON STEM | restore FILE.json", file=sys.stderr)
         return 2
     try:
         done = restore(Path(argv[1]))

@@ -2,11 +2,14 @@
 fixture (psycopg[binary], no DATABASES of its own) deployed with settings only. Debian's PostgreSQL
 listens on its unix socket only, the app user reaches its own database by peer authentication and
 nobody else does, rows written through the site are in PostgreSQL and survive a deploy, and the
-database step run again changes nothing."""
+database step run again changes nothing. Then the pre-migration snapshot: a migration that fails
+half-way is put back by `deploy.sh restore-snapshot`, and `deploy.sh rollback --restore-database`
+takes the database back with the code."""
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from tests.e2e.cli import CliStack
 from tests.e2e.site import FIXTURES, _plain
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.forge import Forge
+from tests.render.test_snapshots import ADD_TITLE, FAIL_HALF_WAY
 
 pytestmark = pytest.mark.e2e
 
@@ -151,3 +155,80 @@ def test_the_database_step_run_again_changes_nothing(deployed: Deployed) -> None
     assert deployed.https("/rows/") == "rows 2"
     # ...and an up with nothing changed runs nothing.
     deployed.stack.up(echo=None, expect_no_changes=True)
+
+
+# The pre-migration snapshot, on the real server: the same migrations as tests/render/test_snapshots.py.
+FAILING = {
+    "notes/migrations/0002_note_title.py": ADD_TITLE,
+    "notes/migrations/0003_tag_and_data.py": FAIL_HALF_WAY,
+}
+HARMLESS_0003 = """from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0002_note_title")]
+    operations = [migrations.RunPython(migrations.RunPython.noop)]
+"""
+
+
+def _deploy_sh(deployed: Deployed, *args: str) -> subprocess.CompletedProcess[str]:
+    words = " ".join(shlex.quote(arg) for arg in args)
+    return deployed.server.run(f"sudo -u {FIXTURE} -H /opt/django-vps/{FIXTURE}/bin/deploy.sh {words} 2>&1")
+
+
+def _notes_migrations(deployed: Deployed) -> list[str]:
+    return deployed.sql("SELECT name FROM django_migrations WHERE app = 'notes' ORDER BY name").stdout.split()
+
+
+def _tables(deployed: Deployed) -> set[str]:
+    return set(deployed.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").stdout.split())
+
+
+def test_a_migration_that_fails_half_way_is_put_back_from_its_pre_migration_snapshot(deployed: Deployed) -> None:
+    live = deployed.server.run(f"readlink /home/{FIXTURE}/{FIXTURE}/current", check=True).stdout.strip()
+    deployed.forge.push_commit(FIXTURE, FAILING, "A migration that fails half-way")
+    failed = _deploy_sh(deployed)
+    assert failed.returncode != 0, failed.stdout
+    assert "==> pre-migration snapshot: " in failed.stdout, failed.stdout
+    found = re.search(r"deploy\.sh restore-snapshot (\S+) puts it back", failed.stdout)
+    assert found, failed.stdout[-2000:]
+    name = found.group(1)
+    # Half-way: 0002 is applied and 0003 left its table; the live release is still the old one.
+    assert _notes_migrations(deployed) == ["0001_initial", "0002_note_title"]
+    assert "notes_tag" in _tables(deployed)
+    assert deployed.server.run(f"readlink /home/{FIXTURE}/{FIXTURE}/current").stdout.strip() == live
+    snapshot = deployed.server.run(f"stat -c '%a %U' /home/{FIXTURE}/{FIXTURE}/shared/snapshots/{name}.pgdump")
+    assert snapshot.stdout.strip() == f"600 {FIXTURE}", snapshot.stdout + snapshot.stderr
+
+    restored = _deploy_sh(deployed, "restore-snapshot", name)
+    assert restored.returncode == 0, restored.stdout
+    seconds = re.search(r"database restored from \S+ in ([0-9.]+) s", restored.stdout)
+    assert seconds, restored.stdout
+    print(f"\nrestore of the pre-migration snapshot (pg_restore in one transaction): {seconds.group(1)} s")
+    assert _notes_migrations(deployed) == ["0001_initial"]
+    assert "notes_tag" not in _tables(deployed)
+    assert deployed.https("/rows/") == "rows 2"
+
+
+def test_a_rollback_restores_the_database_only_when_asked(deployed: Deployed) -> None:
+    deployed.forge.push_commit(
+        FIXTURE, {"notes/migrations/0003_tag_and_data.py": HARMLESS_0003}, "The data migration, fixed"
+    )
+    deployed_again = _deploy_sh(deployed)
+    assert deployed_again.returncode == 0, deployed_again.stdout
+    assert "==> pre-migration snapshot: " in deployed_again.stdout
+    assert _notes_migrations(deployed) == ["0001_initial", "0002_note_title", "0003_tag_and_data"]
+    assert deployed.https("/rows/", {"text": "written after the migration"}) == "rows 3"
+
+    rolled = _deploy_sh(deployed, "rollback", "--restore-database")
+    assert rolled.returncode == 0, rolled.stdout
+    assert "restoring the database from the pre-migration snapshot of" in rolled.stdout
+    # As the release rolled back to had it: its migrations, its rows (the one written since is gone).
+    assert _notes_migrations(deployed) == ["0001_initial"]
+    assert (
+        "title"
+        not in deployed.sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'notes_note'"
+        ).stdout.split()
+    )
+    assert deployed.https("/rows/") == "rows 2"

@@ -61,6 +61,8 @@ HOME_PATHS = {
     "run.sh",
     "deploy.sh",
     "deploy_step",
+    "backup.sh",
+    "backup_step",
     "clone_step",
     "env_step",
     "sudoers",
@@ -83,20 +85,29 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
         ("letsencryptEmail", "ops@example.com", {"certbot_step"}),
         ("acmeServer", "staging", {"certbot_step"}),
         ("keepReleases", 3, {"deploy.sh", "deploy_step"}),
-        ("healthCheckPath", "/health/", {"deploy.sh", "deploy_step"}),
+        ("healthCheckPath", "/health/", {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
         ("sharedPaths", ["media", "uploads"], {"deploy.sh", "deploy_step"}),
         # (and the overlay's SECURE_HSTS_SECONDS, through the release check's arguments)
         (
             "hsts",
             "false",
-            {"nginx_site[http]", "nginx_site[https]", "nginx_step", "certbot_step", "deploy.sh", "deploy_step"},
+            {
+                "nginx_site[http]",
+                "nginx_site[https]",
+                "nginx_step",
+                "certbot_step",
+                "deploy.sh",
+                "deploy_step",
+                "backup.sh",
+                "backup_step",
+            },
         ),
-        ("settingsOverlay", "false", {"deploy.sh", "deploy_step"}),
-        ("settingsOverlaySkip", ["DEBUG"], {"deploy.sh", "deploy_step"}),
-        ("failOnDebug", "true", {"deploy.sh", "deploy_step"}),
+        ("settingsOverlay", "false", {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
+        ("settingsOverlaySkip", ["DEBUG"], {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
+        ("failOnDebug", "true", {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
         ("dependencyGroups", ["web"], {"deploy.sh", "deploy_step"}),
         ("requirementsFile", "requirements/prod.txt", {"deploy.sh", "deploy_step"}),
-        ("wsgiApplication", "main.wsgi:application", {"deploy.sh", "deploy_step"}),
+        ("wsgiApplication", "main.wsgi:application", {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
         ("hostFirewall", "false", {"security_step"}),
         ("fail2ban", "false", {"security_step", "packages_step"}),
         # Another admin user changes the login, cloud-init and whose keys the admin-keys step keeps.
@@ -104,10 +115,28 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
         # A key of the user's: the admin-keys step alone (cloud-init's copy acted at the first boot).
         ("adminSshKeys", [LAPTOP_KEY], {"admin_keys_step"}),
         # The app user moves the home directory, the forced command and what runs it among it.
-        ("user", "web", {"ci-command", "app_user_step", "teardown_step[app-user]", "database_step", *HOME_PATHS}),
+        (
+            "user",
+            "web",
+            {
+                "ci-command",
+                "app_user_step",
+                "teardown_step[app-user]",
+                "database_step",
+                "backup.service",
+                "teardown_step[supervisor]",
+                *HOME_PATHS,
+            },
+        ),
         # PostgreSQL: installed by the one apt run, named in the .env, checked for by the release check
         # (the database step, which only this setting adds to the host, renders the same either way).
-        ("database", "postgresql", {"packages_step", "django_env", "deploy.sh", "deploy_step"}),
+        (
+            "database",
+            "postgresql",
+            {"packages_step", "django_env", "deploy.sh", "deploy_step", "backup.sh", "backup_step"},
+        ),
+        ("backupSchedule", "*-*-* 03:00:00", {"backup.sh", "backup.timer", "backup_step"}),
+        ("backupKeep", 14, {"backup.sh", "backup_step"}),
     ],
 )
 def test_a_setting_changes_exactly_the_files_that_use_it(setting: str, value: object, changed: set[str]) -> None:

@@ -599,6 +599,11 @@ BAD: list[Any] = [
     ({"sharedPaths": ["media", "media/avatars"]}, "sharedPaths", "media/avatars", "list only 'media'"),
     ({"sharedPaths": ["data/uploads", "data"]}, "sharedPaths", "data/uploads", "list only 'data'"),
     ({"sharedPaths": "media"}, "sharedPaths", "media", "list of strings"),
+    # backups
+    ({"backupSchedule": "daily; rm -rf /"}, "backupSchedule", "daily; rm -rf /", "systemd calendar expression"),
+    ({"backupSchedule": ""}, "backupSchedule", "''", "e.g. daily, hourly"),
+    ({"backupSchedule": "%h daily"}, "backupSchedule", "%h daily", "OnCalendar"),
+    ({"backupKeep": "0"}, "backupKeep", "0", "1 or more"),
     # database
     ({"database": "postgres"}, "database", "'postgres'", "one of sqlite, postgresql"),
     ({"database": "mysql"}, "database", "'mysql'", "one of sqlite, postgresql"),

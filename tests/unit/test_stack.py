@@ -125,7 +125,7 @@ def test_prod_example_registers_exactly_these_resources(run_stack) -> None:
         SECRET: 4,
         DEPLOY_KEY: 1,
         FILE: 1,
-        COMMAND: 12,
+        COMMAND: 13,
     }
 
 
@@ -422,7 +422,7 @@ def test_existing_host_mode(run_stack) -> None:
     for absent in (SERVER, FIREWALL, SSH_KEY):
         assert types[absent] == 0, absent
     assert sorted(r.name for r in run.mocks.of_type(TLS_KEY)) == ["blog-github-ci-key", "blog-github-deploy-key"]
-    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 15
+    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 16
     pinned = ed25519_public("existing-host")  # without the comment
     login = ed25519_pair("existing-login")[0]
     for role, c in commands(run).items():
