@@ -4,7 +4,8 @@ listens on its unix socket only, the app user reaches its own database by peer a
 nobody else does, rows written through the site are in PostgreSQL and survive a deploy, and the
 database step run again changes nothing. Then the pre-migration snapshot: a migration that fails
 half-way is put back by `deploy.sh restore-snapshot`, and `deploy.sh rollback --restore-database`
-takes the database back with the code."""
+takes the database back with the code. Then backups: the timer's service backs up the database and
+MEDIA_ROOT, and `backup.sh restore` brings back deleted rows and a deleted upload."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import json
 import re
 import shlex
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -232,3 +235,54 @@ def test_a_rollback_restores_the_database_only_when_asked(deployed: Deployed) ->
         ).stdout.split()
     )
     assert deployed.https("/rows/") == "rows 2"
+
+
+def test_the_timers_backup_and_a_restore_bring_back_rows_and_media(deployed: Deployed) -> None:
+    timer = f"django-vps-backup-{FIXTURE}.timer"
+    assert deployed.server.run(f"systemctl is-enabled {timer}").stdout.strip() == "enabled"
+    assert deployed.server.run(f"systemctl show -P NextElapseUSecRealtime {timer}").stdout.strip()
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as file:
+        file.write("an upload worth keeping\n")
+        file.flush()
+        saved = subprocess.run(
+            ["curl", "-sS", "--cacert", deployed.cafile, "--resolve", f"{DOMAIN}:443:{IP}",
+             "-F", f"file=@{file.name};filename=kept.txt", f"https://{DOMAIN}/upload/"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+    url = saved.removeprefix("saved ").strip()
+    assert url.startswith("/media/"), saved
+    assert deployed.https("/rows/") == "rows 2"
+
+    # The timer's own service, as systemd starts it on backupSchedule.
+    started = time.monotonic()
+    deployed.server.run(f"systemctl start django-vps-backup-{FIXTURE}.service", check=True)
+    backup_seconds = time.monotonic() - started
+    journal = deployed.server.run(f"journalctl -u django-vps-backup-{FIXTURE}.service -o cat --no-pager").stdout
+    assert "==> backup " in journal, journal
+    listing = _backup_sh(deployed, "list")
+    assert listing.returncode == 0, listing.stdout
+    (line,) = listing.stdout.splitlines()
+    backup_id = line.split()[0]
+    owner = deployed.server.run(f"stat -c '%a %U' /home/{FIXTURE}/{FIXTURE}/shared/backups/{backup_id}").stdout
+    assert owner.strip() == f"700 {FIXTURE}"
+
+    # The data lost: every row deleted, the upload removed.
+    deployed.sql("DELETE FROM notes_note")
+    media = f"/home/{FIXTURE}/{FIXTURE}/shared{url}"
+    deployed.server.run(f"rm {shlex.quote(media)}", check=True)
+    assert deployed.https("/rows/") == "rows 0"
+
+    restored = _backup_sh(deployed, "restore", backup_id)
+    assert restored.returncode == 0, restored.stdout
+    assert "==> stopping postgres-uv" in restored.stdout and "==> starting postgres-uv" in restored.stdout
+    assert "release check: GET / answered 200 OK" in restored.stdout
+    found = re.search(r"restored backup \S+ in ([0-9.]+) s", restored.stdout)
+    assert found, restored.stdout
+    assert deployed.https("/rows/") == "rows 2"
+    assert deployed.https(url) == "an upload worth keeping\n"
+    print(f"\nbackup (timer's service, pg_dump + tar): {backup_seconds:.2f} s; restore: {found.group(1)} s")
+
+
+def _backup_sh(deployed: Deployed, *args: str) -> subprocess.CompletedProcess[str]:
+    words = " ".join(shlex.quote(arg) for arg in args)
+    return deployed.server.run(f"cd / && sudo -u {FIXTURE} -H /opt/django-vps/{FIXTURE}/bin/backup.sh {words} 2>&1")
