@@ -161,7 +161,17 @@ def test_the_database_step_run_again_changes_nothing(deployed: Deployed) -> None
 
 
 # The pre-migration snapshot, on the real server: the same migrations as tests/render/test_snapshots.py.
+# The model as its new migration makes it (Django keeps no database default: an insert names title).
+MODELS_WITH_TITLE = (
+    (FIXTURES / FIXTURE / "notes" / "models.py")
+    .read_text()
+    .replace(
+        "    text = models.CharField(max_length=200)\n",
+        '    text = models.CharField(max_length=200)\n    title = models.CharField(max_length=50, default="")\n',
+    )
+)
 FAILING = {
+    "notes/models.py": MODELS_WITH_TITLE,
     "notes/migrations/0002_note_title.py": ADD_TITLE,
     "notes/migrations/0003_tag_and_data.py": FAIL_HALF_WAY,
 }
@@ -192,6 +202,7 @@ def test_a_migration_that_fails_half_way_is_put_back_from_its_pre_migration_snap
     deployed.forge.push_commit(FIXTURE, FAILING, "A migration that fails half-way")
     failed = _deploy_sh(deployed)
     assert failed.returncode != 0, failed.stdout
+    assert (FIXTURES / FIXTURE / "notes" / "models.py").read_text() != MODELS_WITH_TITLE
     assert "==> pre-migration snapshot: " in failed.stdout, failed.stdout
     found = re.search(r"deploy\.sh restore-snapshot (\S+) puts it back", failed.stdout)
     assert found, failed.stdout[-2000:]
