@@ -45,6 +45,7 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "deploy": ("clone", "env", "database"),
     "supervisor": ("deploy",),
     "backup": ("app-user",),
+    "offsite": ("packages", "app-user"),
     "nginx": ("packages",),
     "dns-wait": (),
     "certbot": ("nginx", "dns-wait"),
@@ -56,7 +57,9 @@ CREATED_SERVER_ONLY = frozenset({"admin-keys"})
 existing host the login user's keys are the user's own, and stay so)."""
 POSTGRESQL_ONLY = frozenset({"database"})
 """Steps of the database postgresql only (SQLite needs nothing installed)."""
-STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY | POSTGRESQL_ONLY)
+OFFSITE_ONLY = frozenset({"offsite"})
+"""Steps of off-site backups only (offsiteSftpHost)."""
+STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY | POSTGRESQL_ONLY | OFFSITE_ONLY)
 """The steps every host gets."""
 
 
@@ -65,7 +68,9 @@ def steps_of(s: Settings, *, created: bool) -> tuple[str, ...]:
     return tuple(
         role
         for role in STEP_NEEDS
-        if (role not in CREATED_SERVER_ONLY or created) and (role not in POSTGRESQL_ONLY or s.database == "postgresql")
+        if (role not in CREATED_SERVER_ONLY or created)
+        and (role not in POSTGRESQL_ONLY or s.database == "postgresql")
+        and (role not in OFFSITE_ONLY or s.offsite is not None)
     )
 
 
@@ -107,6 +112,10 @@ class HostArgs:
     """Resources certbot needs (the DNS records)."""
     server: pulumi.Resource | None
     """The created server: its commands go with it. None for an existing host, whose teardown runs."""
+    offsite_public_key: pulumi.Output[str] | None = None
+    """The off-site backups' SSH public key (offsiteSftpHost), for the step's message."""
+    offsite_secrets: pulumi.Output[str] | None = None
+    """Secret: the repository password's line, then the off-site SSH private key."""
 
 
 def as_root(script: str, login_user: str) -> str:
@@ -152,7 +161,11 @@ class Host(pulumi.ComponentResource):
         if args.login_public_key is not None:
             # cloud-init wrote adminSshKeys once: this keeps them as configured (added, edited, removed).
             scripts["admin-keys"] = args.login_public_key.apply(lambda key: render.admin_keys_step(s, key))
+        if args.offsite_public_key is not None:
+            scripts["offsite"] = args.offsite_public_key.apply(lambda key: render.offsite_step(s, key))
         stdins = {"app-user": args.deploy_private_key, "env": args.django_env}
+        if args.offsite_secrets is not None:
+            stdins["offsite"] = args.offsite_secrets
         extra_after = {"clone": args.clone_after, "dns-wait": args.certificate_after}
         for role in steps_of(s, created=created):
             self.steps[role] = self._command(

@@ -320,7 +320,11 @@ def deploy_workflow(s: Settings) -> str:
 
 def packages_step(s: Settings) -> str:
     return render(
-        "host-packages.sh.j2", uv_version=UV_VERSION, fail2ban=s.fail2ban, postgresql=s.database == "postgresql"
+        "host-packages.sh.j2",
+        uv_version=UV_VERSION,
+        fail2ban=s.fail2ban,
+        postgresql=s.database == "postgresql",
+        restic=s.offsite is not None,
     )
 
 
@@ -403,10 +407,45 @@ def backup_sh(s: Settings) -> str:
         "backup.sh.j2",
         **_paths(s),
         **_release_check_context(s),
+        **_offsite_context(s),
         schedule=s.backup_schedule,
         keep=s.backup_keep,
         supervisorctl=SUPERVISORCTL,
     )
+
+
+def offsite_step(s: Settings, public_key: str) -> str:
+    """Off-site backups (offsiteSftpHost): the app user's key, password and the pinned host key,
+    from stdin (the repository password's line, then the private key), then the restic repository,
+    made once. `public_key` is what the SFTP server must authorize."""
+    o = s.offsite
+    assert o is not None
+    return render(
+        "host-offsite.sh.j2",
+        **_paths(s),
+        **_offsite_context(s),
+        known_hosts_file=encode.known_host(o.known_host) + "\n",
+        public_key=encode.authorized_key(public_key.strip(), []),
+    )
+
+
+def _offsite_context(s: Settings) -> dict[str, object]:
+    o = s.offsite
+    if o is None:
+        return {"offsite": False}
+    return {
+        "offsite": True,
+        "offsite_dir": s.offsite_dir,
+        "offsite_key": s.offsite_key_file,
+        "offsite_password": s.offsite_password_file,
+        "offsite_known_hosts": s.offsite_known_hosts,
+        "repository": o.repository,
+        "sftp_command": s.sftp_command,
+        "sftp_argv": s.sftp_command.split(" "),
+        "sftp_target": f"{o.user}@{o.host}:{o.port}",
+        "keep_daily": o.keep_daily,
+        "keep_weekly": o.keep_weekly,
+    }
 
 
 def backup_service(s: Settings) -> str:

@@ -220,6 +220,33 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class Offsite:
+    """Off-site backups: a restic repository on an SFTP server."""
+
+    host: str
+    port: int
+    user: str
+    path: str
+    """The repository's directory, relative to the SFTP user's home."""
+    host_key: str
+    """Pinned SSH host public key, "type base64"."""
+    password: pulumi.Output[str] | None
+    """Secret: the repository password given; None means generated for the stack."""
+    keep_daily: int
+    keep_weekly: int
+
+    @property
+    def repository(self) -> str:
+        return f"sftp:{self.user}@{self.host}:{self.path}"
+
+    @property
+    def known_host(self) -> str:
+        """The known_hosts line ssh pins the server with."""
+        host = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{host} {self.host_key}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of the program, validated. Components receive this, never raw config."""
 
@@ -293,6 +320,8 @@ class Settings:
     """systemd OnCalendar expression of the backup timer."""
     backup_keep: int
     """Local backups kept."""
+    offsite: Offsite | None
+    """Off-site backups with restic over SFTP; None when offsiteSftpHost is empty."""
     hsts: bool
     """Send Strict-Transport-Security."""
     host_firewall: bool
@@ -405,6 +434,33 @@ class Settings:
     def backup_timer(self) -> str:
         """The systemd timer (and service) of the backups."""
         return f"django-vps-backup-{self.app_name}.timer"
+
+    @property
+    def offsite_dir(self) -> str:
+        """The app user's off-site backup credentials (its own files: backup.sh runs as it)."""
+        return f"{self.home}/.config/django-vps"
+
+    @property
+    def offsite_key_file(self) -> str:
+        return f"{self.offsite_dir}/offsite_key"
+
+    @property
+    def offsite_password_file(self) -> str:
+        return f"{self.offsite_dir}/restic-password"
+
+    @property
+    def offsite_known_hosts(self) -> str:
+        return f"{self.offsite_dir}/offsite_known_hosts"
+
+    @property
+    def sftp_command(self) -> str:
+        """How restic reaches the SFTP server: the stack's key, the pinned host key, no prompt."""
+        o = self.offsite
+        assert o is not None
+        return (
+            f"ssh -p {o.port} -i {self.offsite_key_file} -o IdentitiesOnly=yes -o BatchMode=yes "
+            f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={self.offsite_known_hosts} {o.user}@{o.host} -s sftp"
+        )
 
     @property
     def redact_script(self) -> str:
@@ -954,6 +1010,60 @@ def _schedule(reader: _Reader) -> str:
     return value
 
 
+def _offsite(reader: _Reader, app_name: str) -> Offsite | None:
+    host = reader.string("offsiteSftpHost")
+    # Read (and checked) whether used or not: a bad value never waits for the day it is used.
+    port = _positive(reader, "offsiteSftpPort")
+    keep_daily = _positive(reader, "offsiteKeepDaily")
+    keep_weekly = _positive(reader, "offsiteKeepWeekly", allow_zero=True)
+    if not host:
+        for key in ("offsiteSftpUser", "offsiteSftpPath", "offsiteSftpHostKey", "offsiteRepositoryPassword"):
+            if reader.string(key):
+                raise SettingError(key, "is only used with offsiteSftpHost: set offsiteSftpHost too, or remove it")
+        return None
+    host = _address("offsiteSftpHost", host)
+    if port > 65535:
+        raise SettingError("offsiteSftpPort", f"{port} is not a TCP port: 1 to 65535 (a Storage Box uses 23)")
+    user = reader.string("offsiteSftpUser")
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$", user):
+        raise SettingError(
+            "offsiteSftpUser", f"{_shown(user)} is not an SFTP user name: letters, digits, '.', '_', '-', e.g. u123456"
+        )
+    path = reader.string("offsiteSftpPath") or f"django-vps/{app_name}"
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$", path) or ".." in path.split("/"):
+        raise SettingError(
+            "offsiteSftpPath",
+            f"{_shown(path)} is not a directory relative to the SFTP user's home: parts of letters, digits, "
+            "'.', '_', '-' separated by '/', e.g. backups/blog",
+        )
+    key_text = reader.string("offsiteSftpHostKey")
+    if not key_text:
+        raise SettingError(
+            "offsiteSftpHostKey", "is required with offsiteSftpHost: the server's host key (ssh-keyscan it once)"
+        )
+    tokens = key_text.split(" ")
+    if tokens[0] in sshkeys.KEY_TYPES or len(tokens) < 3:
+        host_key = _public_key("offsiteSftpHostKey", key_text, keep_comment=False)
+    else:
+        try:
+            host_key = sshkeys.known_host(key_text).key.line()
+        except sshkeys.KeyFormatError as error:
+            raise SettingError("offsiteSftpHostKey", f"{_shown(key_text)} {error}") from None
+    password = reader.string("offsiteRepositoryPassword")
+    if password and len(password) < 16:
+        raise SettingError("offsiteRepositoryPassword", "is shorter than 16 characters: use a long random password")
+    return Offsite(
+        host=host,
+        port=port,
+        user=user,
+        path=path,
+        host_key=host_key,
+        password=pulumi.Output.secret(password) if password else None,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+    )
+
+
 def _health_path(reader: _Reader) -> str:
     path = reader.string("healthCheckPath")
     if not re.match(r"^/[A-Za-z0-9._~/?=&%+-]*$", path):
@@ -1136,6 +1246,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         database=_choice(reader, "database", DATABASES),  # type: ignore[arg-type]
         backup_schedule=_schedule(reader),
         backup_keep=_positive(reader, "backupKeep"),
+        offsite=_offsite(reader, app_name),
         hsts=reader.value("hsts"),
         host_firewall=reader.value("hostFirewall"),
         fail2ban=reader.value("fail2ban"),

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 
 from components import render
-from components.settings import HetznerServer, Settings
+from components.settings import HetznerServer, Offsite, Settings
 from tests.render.conftest import CI_PUBLIC_KEY
 
 EXPECTED_IPV4 = "198.51.100.2"
@@ -25,6 +25,7 @@ SCRIPT_NAMES = (
     "env_step",
     "database_step",
     "backup_step",
+    "offsite_step",
     "deploy_step",
     "supervisor_step",
     "nginx_step",
@@ -43,6 +44,17 @@ def created_server(s: Settings) -> Settings:
     return replace(s, server=HetznerServer("cx23", s.image, "fsn1", False, ()), existing_host=None)
 
 
+OFFSITE_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a9dQsVNIhDGfNgT backups"
+
+
+def with_offsite(s: Settings) -> Settings:
+    """s, or the same settings with off-site backups: the step only they get is checked in every variant."""
+    if s.offsite is not None:
+        return s
+    host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    return replace(s, offsite=Offsite("backup.example.net", 23, "u1", f"django-vps/{s.app_name}", host_key, None, 7, 4))
+
+
 def scripts(s: Settings) -> dict[str, str]:
     """Every bash script the program runs or installs on the host."""
     rendered = {
@@ -58,6 +70,7 @@ def scripts(s: Settings) -> dict[str, str]:
         "env_step": render.env_step(s),
         "database_step": render.database_step(s),
         "backup_step": render.backup_step(s),
+        "offsite_step": render.offsite_step(with_offsite(s), OFFSITE_PUBLIC_KEY),
         "deploy_step": render.deploy_step(s),
         "supervisor_step": render.supervisor_step(s),
         "nginx_step": render.nginx_step(s),

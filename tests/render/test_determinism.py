@@ -121,6 +121,7 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
             {
                 "ci-command",
                 "app_user_step",
+                "offsite_step",
                 "teardown_step[app-user]",
                 "database_step",
                 "backup.service",

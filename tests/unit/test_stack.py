@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from components.host import CREATED_SERVER_ONLY, POSTGRESQL_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
+from components.host import CREATED_SERVER_ONLY, OFFSITE_ONLY, POSTGRESQL_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
 from tests.unit.conftest import (
     PROD_CONFIG,
     SERVER_IPV4,
@@ -38,7 +38,7 @@ GITHUB_PROVIDER = "pulumi:providers:github"
 STACK = "pulumi:pulumi:Stack"
 
 # A created server's steps with the default settings (SQLite: no database step).
-CREATED_STEPS = set(STEP_NEEDS) - POSTGRESQL_ONLY
+CREATED_STEPS = set(STEP_NEEDS) - POSTGRESQL_ONLY - OFFSITE_ONLY
 
 # The prod example: every resource, its type and the component it belongs to.
 PROD_RESOURCES: dict[str, tuple[str, str]] = {
@@ -64,7 +64,7 @@ PROD_RESOURCES: dict[str, tuple[str, str]] = {
     "blog-github-production-ssh-key": (SECRET, "blog-github"),
     "blog-github-production-ssh-known-hosts": (SECRET, "blog-github"),
     "blog-github-workflow": (FILE, "blog-github"),
-    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in STEP_NEEDS if step not in POSTGRESQL_ONLY},
+    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in CREATED_STEPS},
 }
 
 
@@ -306,7 +306,7 @@ def test_host_steps_wait_for_exactly_what_they_need(run_stack) -> None:
     for role in CREATED_STEPS:
         registration = steps[role].registration
         waited = {other for other, c in steps.items() if c.urn in registration.dependencies}
-        assert waited == set(STEP_NEEDS[role]) - POSTGRESQL_ONLY, role
+        assert waited == set(STEP_NEEDS[role]) - POSTGRESQL_ONLY - OFFSITE_ONLY, role
         assert not any(c.urn in urns for c in steps.values() for urns in registration.property_dependencies.values())
 
     def upstream(role: str) -> set[str]:
@@ -414,6 +414,31 @@ def test_postgresql_adds_the_database_step_before_the_first_deploy(run_stack) ->
     # SQLite needs neither.
     default = commands(run_stack())
     assert "database" not in default and "postgresql" not in default["packages"].plain("create")
+
+
+def test_offsite_backups_get_a_key_and_password_of_the_stack_kept_secret(run_stack) -> None:
+    host_key = ed25519_public("storage-box")
+    run = run_stack(
+        offsiteSftpHost="u1.your-storagebox.de", offsiteSftpPort="23", offsiteSftpUser="u1", offsiteSftpHostKey=host_key
+    )
+    steps = commands(run)
+    assert set(steps) == CREATED_STEPS | {"offsite"}
+    waited = {other for other, c in steps.items() if c.urn in steps["offsite"].dependencies}
+    assert waited == {"packages", "app-user"}
+    assert " restic openssh-client\n" in steps["packages"].plain("create")
+    (password,) = [r for r in run.mocks.of_type("random:index/randomPassword:RandomPassword") if "offsite" in r.name]
+    key = run.mocks.tls_key("blog-offsite-key")
+    generated = password.outputs["result"]
+    stdin = steps["offsite"].plain("stdin")
+    assert stdin == f"{generated}\n{key['privateKeyOpenssh'].strip()}\n"
+    assert is_secret(steps["offsite"].inputs["stdin"])
+    script = steps["offsite"].plain("create")
+    assert generated not in script and key["privateKeyOpenssh"].strip() not in script
+    assert key["publicKeyOpenssh"].split()[1] in script  # named in the message to authorize it
+    assert f"[u1.your-storagebox.de]:23 {host_key}" in script
+    assert run.exports["offsiteRepository"] == "sftp:u1@u1.your-storagebox.de:django-vps/blog"
+    assert run.exports["offsiteSshPublicKey"].startswith("ssh-ed25519 ")
+    assert run.exports["__secret__"] == {"offsiteRepositoryPassword"}
 
 
 def test_existing_host_mode(run_stack) -> None:
@@ -575,6 +600,7 @@ def test_prod_example_exports(run_stack) -> None:
         # Written out, not read back from the exports: what a user is told to do next.
         "nextSteps": "Hetzner DNS serves the records (dnsRecords). A push to main deploys"
         " (.github/workflows/deploy.yml). Open https://blog.com.",
+        "backupCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog /opt/django-vps/blog/bin/backup.sh list",
     }
     assert host_key.startswith("ssh-ed25519 ") and len(host_key.split()) == 2
     assert not any(is_secret(v) for v in exports.values())
