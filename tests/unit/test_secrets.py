@@ -291,3 +291,23 @@ def test_component_outputs_that_carry_secrets_are_secret(direct_mocks) -> None:
         assert not wrong, f"secret flag wrong on {sorted(wrong)}"
 
     return pulumi.Output.all(**flags).apply(check)
+
+
+def test_offsite_key_and_password_reach_only_the_offsite_step_secretly(run_stack) -> None:
+    run = run_stack(
+        offsiteSftpHost="u1.your-storagebox.de",
+        offsiteSftpUser="u1",
+        offsiteSftpHostKey=ed25519_public("storage-box"),
+    )
+    secrets = needles(run)
+    # The password is exported as a secret (a copy the user keeps): every other export is clear of it.
+    exports = {k: v for k, v in run.exports.items() if k not in ("offsiteRepositoryPassword", "__secret__")}
+    assert run.exports["__secret__"] == {"offsiteRepositoryPassword"}
+    for r in run.mocks.commands():
+        for script in ("create", "update", "delete"):
+            assert not leaks(all_strings(r.inputs.get(script)), secrets), f"{r.name}.{script} holds a secret"
+    for r in run.resources:
+        assert not leaks(plain_strings(r.inputs), secrets), f"{r.name} has a secret in a non-secret input"
+    assert not leaks(all_strings(exports.values()), secrets)
+    assert used_secretly(run, secrets["blog-offsite-password"]) == ["blog-host-offsite"]
+    assert used_secretly(run, secrets["blog-offsite-key.openssh"]) == ["blog-host-offsite"]
