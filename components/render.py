@@ -565,6 +565,7 @@ def teardown_step(s: Settings, part: str) -> str:
         **_paths(s),
         part=part,
         backup_timer=s.backup_timer,
+        offsite_repository=s.offsite.repository if s.offsite else "",
         ci_command=s.ci_command,
         deploy_key=s.deploy_key_file,
         authorized_keys=s.authorized_keys,
