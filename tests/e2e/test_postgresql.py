@@ -290,7 +290,10 @@ def test_the_timers_backup_and_a_restore_bring_back_rows_and_media(deployed: Dep
     found = re.search(r"restored backup \S+ in ([0-9.]+) s", restored.stdout)
     assert found, restored.stdout
     assert deployed.https("/rows/") == "rows 2"
-    assert deployed.https(url) == "an upload worth keeping\n"
+    shared = f"/home/{FIXTURE}/{FIXTURE}/shared"
+    files = deployed.server.run(f"ls -laR {shared}/media; tar -tvf {shared}/backups/{backup_id}/media.tar").stdout
+    assert deployed.server.run(f"cat {shlex.quote(media)}").stdout == "an upload worth keeping\n", files
+    assert deployed.https(url) == "an upload worth keeping\n", files
     print(f"\nbackup (timer's service, pg_dump + tar): {backup_seconds:.2f} s; restore: {found.group(1)} s")
 
 
