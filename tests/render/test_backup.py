@@ -1,8 +1,9 @@
-"""backup.sh now and list run for real on a SQLite release laid out as on the host (the release
-check's facts, shared/ with the database and media): the backup holds a consistent copy of the
-database and the media, made while the database is open, and restoring its database snapshot gives
-the rows back. (backup.sh restore, which stops and starts the app through supervisor, is proven on
-the lab server: tests/e2e/test_postgresql.py.)"""
+"""backup.sh now, list and restore run for real on a SQLite release laid out as on the host (the
+release check's facts, shared/ with the database and media, MEDIA_ROOT the release's link into
+shared/): the backup holds a consistent copy of the database and the media, made while a writer
+holds the database open; restore stops the app and starts it again through exactly the sudo rule's
+supervisorctl commands (stood in for here; the real ones on the lab server: tests/e2e), puts rows
+and upload back where nginx serves them and runs the release check."""
 
 from __future__ import annotations
 
@@ -60,6 +61,36 @@ def test_backup_now_keeps_the_database_and_media_and_its_snapshot_restores(tmp_p
     assert oct(newest.stat().st_mode & 0o777) == "0o700"
     with tarfile.open(newest / "media.tar") as media:
         assert "./uploads/kept.txt" in media.getnames()
+    # backup.sh restore, with supervisorctl (through sudo) and the socket's answer stood in for.
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    calls = tmp_path / "calls"
+    (stubs / "sudo").write_text(f'#!/bin/sh\necho "$*" >>{calls}\n')
+    (stubs / "curl").write_text("#!/bin/sh\necho 200\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    with sqlite3.connect(db) as connection:
+        connection.execute("DELETE FROM notes_note")
+    (release.shared / "media" / "uploads" / "kept.txt").unlink()
+    env = {**clean_env(), "PATH": f"{stubs}:{clean_env()['PATH']}"}
+    whole = subprocess.run(["bash", str(backup), "restore"], env=env, capture_output=True, text=True, timeout=120)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert f"restored backup {ids[-1]} in " in whole.stdout and "==> media restored: " in whole.stdout, whole.stdout
+    assert (release.shared / "media" / "uploads" / "kept.txt").read_text() == "kept\n"
+    # MEDIA_ROOT is the release's link into shared/ (sharedPaths): still the link, to the restored media.
+    assert (release.dir / "media").is_symlink() and (release.dir / "media").resolve() == release.shared / "media"
+    with sqlite3.connect(db) as connection:
+        assert [row[0] for row in connection.execute("SELECT text FROM notes_note ORDER BY id")] == ["one", "two"]
+    # Exactly what the sudo rule allows: supervisorctl with Debian's configuration, stop and start.
+    supervisorctl = calls.read_text().splitlines()
+    conf = "-n /usr/bin/supervisorctl -c /etc/supervisor/supervisord.conf"
+    assert supervisorctl == [f"{conf} stop blog", f"{conf} start blog"], supervisorctl
+    assert all(" ".join(argv).startswith("/usr/bin") for argv in render.sudo_commands(release.settings))
+    assert [f"-n {' '.join(argv)}" for argv in render.sudo_commands(release.settings)][-2:] == [
+        f"{conf} start blog",
+        f"{conf} stop blog",
+    ]
+
     with sqlite3.connect(db) as connection:
         connection.execute("DELETE FROM notes_note")
     restored = subprocess.run(
