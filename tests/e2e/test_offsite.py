@@ -45,6 +45,9 @@ class Offsite:
     stack: CliStack
     cafile: str
     first_error: str
+    config: dict[str, str]
+    login_private: str
+    saved_password: str = ""
 
     def https(self, path: str, form: dict[str, str] | None = None) -> str:
         argv = ["curl", "-sS", "--fail-with-body", "--cacert", self.cafile, "--resolve", f"{DOMAIN}:443:{IP}"]
@@ -71,28 +74,27 @@ def offsite(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offs
         forge.create_repo(FIXTURE, FIXTURES / FIXTURE)
         lab.set_a(DOMAIN, IP)
         stack = CliStack(tmp_path_factory.mktemp("stack"))
-        stack.configure(
-            {
-                "domain": DOMAIN,
-                "repository": f"{OWNER}/{FIXTURE}",
-                "appName": FIXTURE,
-                "cloneUrl": forge.url(FIXTURE),
-                "cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
-                "letsencryptEmail": "admin@data.test",
-                "acmeServer": lab.acme_directory,
-                "manageDns": "false",
-                "existingHost": IP,
-                "existingHostUser": "admin",
-                "existingHostKey": server.host_public_key(),
-                "existingHostPrivateKey": login.private_openssh,
-                "deployWorkflow": "false",
-                "offsiteSftpHost": SFTP_IP,
-                "offsiteSftpUser": "u1",
-                "offsiteSftpHostKey": sftp.host_public_key(),
-                "github:token": GITHUB_TOKEN,
-                "github:baseUrl": github.url,
-            }
-        )
+        config = {
+            "domain": DOMAIN,
+            "repository": f"{OWNER}/{FIXTURE}",
+            "appName": FIXTURE,
+            "cloneUrl": forge.url(FIXTURE),
+            "cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
+            "letsencryptEmail": "admin@data.test",
+            "acmeServer": lab.acme_directory,
+            "manageDns": "false",
+            "existingHost": IP,
+            "existingHostUser": "admin",
+            "existingHostKey": server.host_public_key(),
+            "existingHostPrivateKey": login.private_openssh,
+            "deployWorkflow": "false",
+            "offsiteSftpHost": SFTP_IP,
+            "offsiteSftpUser": "u1",
+            "offsiteSftpHostKey": sftp.host_public_key(),
+            "github:token": GITHUB_TOKEN,
+            "github:baseUrl": github.url,
+        }
+        stack.configure(config)
         # The Storage Box does not know the stack's key yet: the first up says which to authorize.
         with pytest.raises(auto.CommandError) as refused:
             stack.up(echo=None)
@@ -107,11 +109,12 @@ def offsite(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offs
         stack.up(echo=None)
         cafile = tmp_path_factory.mktemp("ca") / "root.pem"
         cafile.write_text(lab.acme_ca_pem())
-        yield Offsite(lab, server, sftp, stack, str(cafile), first_error)
+        yield Offsite(lab, server, sftp, stack, str(cafile), first_error, config, login.private_openssh)
     finally:
         github.stop()
-        lab.remove("offsite-app")
-        lab.remove("offsite-sftp")
+        for name in ("offsite-app", "offsite-new", "offsite-sftp"):
+            if name in lab.servers:
+                lab.remove(name)
 
 
 def test_the_first_up_names_the_key_to_authorize_then_the_repository_is_made(offsite: Offsite) -> None:
@@ -187,9 +190,69 @@ def test_offsite_restore_brings_back_what_the_server_lost(offsite: Offsite) -> N
 
 
 def test_destroy_keeps_the_off_site_backups_and_says_where(offsite: Offsite) -> None:
+    # What the README tells the user to keep before destroying: the repository's password.
+    offsite.saved_password = offsite.stack.cli(
+        "stack", "output", "offsiteRepositoryPassword", "--show-secrets"
+    ).stdout.strip()
     destroyed = offsite.stack.destroy(echo=None)
     assert f"kept the off-site backups in sftp:u1@{SFTP_IP}:django-vps/{FIXTURE}" in destroyed.output, destroyed.output[
         -3000:
     ]
     assert offsite.sftp.run(f"test -f {REPOSITORY_DIR}/config").returncode == 0
     assert offsite.sftp.run(f"ls {REPOSITORY_DIR}/snapshots").stdout.split()
+
+
+NEW_IP = "198.51.100.12"
+
+
+def test_a_new_server_and_stack_restore_from_the_off_site_repository(
+    offsite: Offsite, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Disaster recovery: the server is gone; a new one, a new stack with the same off-site settings
+    and the repository password kept from the old stack, serves the same rows and upload."""
+    kept = offsite.saved_password
+    assert len(kept) == 48
+    offsite.lab.remove("offsite-app")
+    new = offsite.lab.server("offsite-new", NEW_IP)
+    login = new.add_sudo_login()
+    offsite.lab.set_a(DOMAIN, NEW_IP)
+    stack = CliStack(tmp_path_factory.mktemp("recovered"))
+    stack.configure(
+        {
+            **offsite.config,
+            "existingHost": NEW_IP,
+            "existingHostKey": new.host_public_key(),
+            "existingHostPrivateKey": login.private_openssh,
+            "offsiteRepositoryPassword": kept,
+        }
+    )
+    with pytest.raises(auto.CommandError):  # the new stack's key, not yet authorized
+        stack.up(echo=None)
+    public = stack.cli("stack", "output", "offsiteSshPublicKey", check=False).stdout.strip()
+    if not public:
+        state = stack.export()
+        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::blog-offsite-key")]
+        public = key["outputs"]["publicKeyOpenssh"].strip()
+    offsite.sftp.run(f"echo {shlex.quote(public)} >> /home/u1/.ssh/authorized_keys", check=True)
+    stack.up(echo=None)
+    # The repository was there: opened with the kept password, not made anew.
+    print("\noffsite step on the new server:", _step_stdout(stack, "offsite").strip())
+    recovered = Offsite(offsite.lab, new, offsite.sftp, stack, offsite.cafile, "", offsite.config, "")
+    started = time.monotonic()
+    restored = recovered.backup_sh("offsite-restore")
+    assert restored.returncode == 0, restored.stdout
+    print(f"\ndisaster recovery (new server: offsite-restore after pulumi up): {time.monotonic() - started:.2f} s")
+    https = lambda path: subprocess.run(  # noqa: E731
+        ["curl", "-sS", "--fail-with-body", "--cacert", offsite.cafile, "--resolve", f"{DOMAIN}:443:{NEW_IP}",
+         f"https://{DOMAIN}{path}"], capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert https("/rows/") == "rows 1"
+    assert https("/media/uploads/remember.txt") == UPLOAD
+
+
+def _step_stdout(stack: CliStack, role: str) -> str:
+    from tests.e2e.site import _plain
+
+    state = json.loads(stack.cli("stack", "export", "--show-secrets").stdout)
+    (step,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith(f"-host-{role}")]
+    return _plain(step["outputs"]).get("stdout", "")
