@@ -8,6 +8,7 @@ Jinja environment refuses any other output), chosen by the file it lands in:
   supervisor     a value of a supervisor program section; supervisor_environment for `environment`
   dotenv         a NAME=value line of the .env file python-decouple reads
   sudoers        a word of a sudoers rule
+  systemd        a value in a systemd unit file
   yaml           a YAML scalar (also a YAML flow value); yaml_block for a line of a block scalar
   python         a literal in a Python file
   authorized_key / known_host   a key line, from a key parsed and written again (sshkeys.py)
@@ -158,6 +159,20 @@ def dotenv(name: str, value: str) -> Encoded:
     if value != value.strip() or quoted:
         value = f"'{value}'"
     return Encoded(f"{name}={value}")
+
+
+_SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9 ._/:@,*~+=-]+$")
+
+
+def systemd(value: str) -> Encoded:
+    """A value in a systemd unit file (a user name, a path, an OnCalendar expression): plain
+    characters only, `%` doubled (systemd expands specifiers such as %h). A backslash or quote would
+    be read as an escape or a word's quoting, a line break would start another setting, and edge
+    spaces are stripped by systemd."""
+    refuse_controls(value, "a systemd unit")
+    if value != value.strip() or not _SYSTEMD_SAFE.match(value.replace("%", "")):
+        raise EncodeError(f"{value[:40]!r} holds a character a systemd unit file reads as syntax")
+    return Encoded(value.replace("%", "%%"))
 
 
 _SUDOERS_WORD = re.compile(r"^[A-Za-z0-9_./@+-]+$")

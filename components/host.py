@@ -43,9 +43,12 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "env": ("app-user",),
     # (its group lets the app user at the socket: before anything of the app starts)
     "redis": ("packages", "app-user"),
-    "deploy": ("clone", "env", "redis"),
+    "database": ("packages", "app-user"),
+    "deploy": ("clone", "env", "redis", "database"),
     "supervisor": ("deploy",),
     "schedule": ("deploy",),
+    "backup": ("app-user",),
+    "offsite": ("packages", "app-user"),
     "nginx": ("packages",),
     "dns-wait": (),
     "certbot": ("nginx", "dns-wait"),
@@ -55,8 +58,24 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
 CREATED_SERVER_ONLY = frozenset({"admin-keys"})
 """Steps of a server the stack created: there the admin user and its keys are the stack's (on an
 existing host the login user's keys are the user's own, and stay so)."""
-STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY)
+POSTGRESQL_ONLY = frozenset({"database"})
+"""Steps of the database postgresql only (SQLite needs nothing installed)."""
+OFFSITE_ONLY = frozenset({"offsite"})
+"""Steps of off-site backups only (offsiteSftpHost)."""
+STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY | POSTGRESQL_ONLY | OFFSITE_ONLY)
 """The steps every host gets."""
+
+
+def steps_of(s: Settings, *, created: bool) -> tuple[str, ...]:
+    """The steps of a host with these settings, in STEP_NEEDS' order."""
+    return tuple(
+        role
+        for role in STEP_NEEDS
+        if (role not in CREATED_SERVER_ONLY or created)
+        and (role not in POSTGRESQL_ONLY or s.database == "postgresql")
+        and (role not in OFFSITE_ONLY or s.offsite is not None)
+    )
+
 
 TEARDOWN_AFTER: dict[str, tuple[str, ...]] = {
     "security": ("security",),
@@ -96,6 +115,10 @@ class HostArgs:
     """Resources certbot needs (the DNS records)."""
     server: pulumi.Resource | None
     """The created server: its commands go with it. None for an existing host, whose teardown runs."""
+    offsite_public_key: pulumi.Output[str] | None = None
+    """The off-site backups' SSH public key (offsiteSftpHost), for the step's message."""
+    offsite_secrets: pulumi.Output[str] | None = None
+    """Secret: the repository password's line, then the off-site SSH private key."""
 
 
 def as_root(script: str, login_user: str) -> str:
@@ -129,6 +152,8 @@ class Host(pulumi.ComponentResource):
             "clone": render.clone_step(s),
             "env": render.env_step(s),
             "redis": render.redis_step(s),
+            "database": render.database_step(s),
+            "backup": render.backup_step(s),
             "deploy": render.deploy_step(s),
             "supervisor": render.supervisor_step(s),
             "schedule": render.schedule_step(s),
@@ -141,16 +166,21 @@ class Host(pulumi.ComponentResource):
         if args.login_public_key is not None:
             # cloud-init wrote adminSshKeys once: this keeps them as configured (added, edited, removed).
             scripts["admin-keys"] = args.login_public_key.apply(lambda key: render.admin_keys_step(s, key))
+        if args.offsite_public_key is not None:
+            scripts["offsite"] = args.offsite_public_key.apply(lambda key: render.offsite_step(s, key))
         stdins = {"app-user": args.deploy_private_key, "env": args.django_env}
+        if args.offsite_secrets is not None:
+            stdins["offsite"] = args.offsite_secrets
         extra_after = {"clone": args.clone_after, "dns-wait": args.certificate_after}
-        for role, needs in STEP_NEEDS.items():
-            if role in CREATED_SERVER_ONLY and not created:
-                continue
+        for role in steps_of(s, created=created):
             self.steps[role] = self._command(
                 role,
                 create=scripts[role],
                 stdin=stdins.get(role),
-                after=[*(self.steps[need] for need in needs), *extra_after.get(role, ())],
+                after=[
+                    *(self.steps[need] for need in STEP_NEEDS[role] if need in self.steps),
+                    *extra_after.get(role, ()),
+                ],
             )
         if args.server is None:
             for part, after in TEARDOWN_AFTER.items():

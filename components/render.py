@@ -20,7 +20,7 @@ import yaml
 
 from components import encode, sshkeys
 from components.encode import Encoded
-from components.settings import LOGS_ROOT, OPT_ROOT, REDIS_SOCKET, SUPERVISOR_CONF, Settings
+from components.settings import LOGS_ROOT, OPT_ROOT, POSTGRES_SOCKET_DIR, REDIS_SOCKET, SUPERVISOR_CONF, Settings
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 UV_VERSION = "0.13.9"
@@ -78,6 +78,7 @@ _env.filters.update(
         "systemd_calendar": encode.systemd_calendar,
         "dotenv": encode.dotenv,
         "sudoers": encode.sudoers,
+        "systemd": encode.systemd,
         "sshd": encode.sshd,
         "yaml": encode.yaml,
         "yaml_block": encode.yaml_block,
@@ -135,30 +136,38 @@ def gunicorn_conf(s: Settings) -> str:
     return render("gunicorn.conf.py.j2", app_name=s.app_name, workers=s.gunicorn_workers)
 
 
+def _release_check_context(s: Settings) -> dict[str, object]:
+    """What the release check is run with (files/_release_check.sh.j2), by deploy.sh and backup.sh."""
+    return {
+        "health_check_path": s.health_check_path,
+        "wsgi_application": s.wsgi_application,
+        "server": s.interface,
+        "asgi_application": s.asgi_application,
+        "overlay": "on" if s.settings_overlay else "off",
+        "overlay_skip": ",".join(s.settings_overlay_skip),
+        "fail_on_debug": "yes" if s.fail_on_debug else "no",
+        "hsts": "on" if s.hsts else "off",
+        "database": s.database,
+    }
+
+
 def deploy_sh(s: Settings) -> str:
     return render(
         "deploy.sh.j2",
         **_paths(s),
+        **_release_check_context(s),
         branch=s.branch,
         dependencies=s.dependencies,
         dependency_groups=s.dependency_groups,
         dependency_extras=s.dependency_extras,
         requirements_file=s.requirements_file,
-        overlay="on" if s.settings_overlay else "off",
-        overlay_skip=",".join(s.settings_overlay_skip),
-        fail_on_debug="yes" if s.fail_on_debug else "no",
-        hsts="on" if s.hsts else "off",
         nginx_site_file=s.nginx_site_file,
         gunicorn_version=GUNICORN_VERSION,
         poetry_version=POETRY_VERSION,
         poetry_export_version=POETRY_EXPORT_VERSION,
         pipenv_version=PIPENV_VERSION,
-        wsgi_application=s.wsgi_application,
-        server=s.interface,
-        asgi_application=s.asgi_application,
         uvicorn_worker_version=UVICORN_WORKER_VERSION,
         uvicorn_version=UVICORN_VERSION,
-        health_check_path=s.health_check_path,
         keep_releases=s.keep_releases,
         shared_paths=s.shared_paths,
         supervisorctl=SUPERVISORCTL,
@@ -253,6 +262,11 @@ def manage_command_sh() -> str:
     return (FILES / "django-vps-manage.sh").read_text()
 
 
+def snapshot_py() -> str:
+    """Static: the database snapshots and their restore (release check, deploy.sh, backup.sh)."""
+    return (FILES / "snapshot.py").read_text()
+
+
 def runtime_files() -> dict[str, str]:
     """Static: the WSGI entry and the settings overlay, by file name."""
     return {name: (FILES / name).read_text() for name in RUNTIME_FILES}
@@ -275,7 +289,8 @@ def supervisor_program(s: Settings) -> str:
 
 # What the app user may run as root: supervisorctl with Debian's configuration named (never the
 # search that starts in the working directory), for its own program, from / (sudoers CWD).
-SUDO_COMMANDS = (("avail",), ("status", "{app}"), ("signal", "HUP", "{app}"), ("start", "{app}"))
+# `stop` is backup.sh restore's: the app is stopped while its data is put back.
+SUDO_COMMANDS = (("avail",), ("status", "{app}"), ("signal", "HUP", "{app}"), ("start", "{app}"), ("stop", "{app}"))
 
 
 def sudo_commands(s: Settings) -> tuple[tuple[str, ...], ...]:
@@ -330,6 +345,8 @@ def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) 
     provided = [] if "DATABASE_URL" in given else [("DATABASE_URL", s.database_url)]
     if s.redis:
         provided.append(("REDIS_URL", f"unix://{REDIS_SOCKET}?db=0"))
+    # The user's own DATABASE_URL (or DB_NAME...) wins over the database the program provides.
+    provided = [(name, value) for name, value in s.database_env if name not in given]
     return render("django.env.j2", variables=[*managed, *provided, *s.django_env, *secret_env])
 
 
@@ -396,7 +413,14 @@ def deploy_workflow(s: Settings) -> str:
 
 
 def packages_step(s: Settings) -> str:
-    return render("host-packages.sh.j2", uv_version=UV_VERSION, fail2ban=s.fail2ban, redis=s.redis)
+    return render(
+        "host-packages.sh.j2",
+        uv_version=UV_VERSION,
+        fail2ban=s.fail2ban,
+        redis=s.redis,
+        postgresql=s.database == "postgresql",
+        restic=s.offsite is not None,
+    )
 
 
 def redis_step(s: Settings) -> str:
@@ -484,6 +508,81 @@ def clone_step(s: Settings) -> str:
     )
 
 
+def backup_sh(s: Settings) -> str:
+    return render(
+        "backup.sh.j2",
+        **_paths(s),
+        **_release_check_context(s),
+        **_offsite_context(s),
+        schedule=s.backup_schedule,
+        keep=s.backup_keep,
+        supervisorctl=SUPERVISORCTL,
+    )
+
+
+def offsite_step(s: Settings, public_key: str) -> str:
+    """Off-site backups (offsiteSftpHost): the app user's key, password and the pinned host key,
+    from stdin (the repository password's line, then the private key), then the restic repository,
+    made once. `public_key` is what the SFTP server must authorize."""
+    o = s.offsite
+    assert o is not None
+    return render(
+        "host-offsite.sh.j2",
+        **_paths(s),
+        **_offsite_context(s),
+        known_hosts_file=encode.known_host(o.known_host) + "\n",
+        public_key=encode.authorized_key(public_key.strip(), []),
+    )
+
+
+def _offsite_context(s: Settings) -> dict[str, object]:
+    o = s.offsite
+    if o is None:
+        return {"offsite": False}
+    return {
+        "offsite": True,
+        "offsite_dir": s.offsite_dir,
+        "offsite_key": s.offsite_key_file,
+        "offsite_password": s.offsite_password_file,
+        "offsite_known_hosts": s.offsite_known_hosts,
+        "repository": o.repository,
+        "sftp_command": s.sftp_command,
+        "sftp_argv": s.sftp_command.split(" "),
+        "sftp_target": f"{o.user}@{o.host}:{o.port}",
+        "keep_daily": o.keep_daily,
+        "keep_weekly": o.keep_weekly,
+    }
+
+
+def backup_service(s: Settings) -> str:
+    return render("backup.service.j2", app_name=s.app_name, user=s.user, backup_script=s.backup_script)
+
+
+def backup_timer(s: Settings) -> str:
+    return render("backup.timer.j2", app_name=s.app_name, schedule=s.backup_schedule)
+
+
+def backup_step(s: Settings) -> str:
+    unit = s.backup_timer.removesuffix(".timer")
+    return render(
+        "host-backup.sh.j2",
+        **_paths(s),
+        schedule=s.backup_schedule,
+        backup_script=s.backup_script,
+        backup_sh=backup_sh(s),
+        service=backup_service(s),
+        timer=backup_timer(s),
+        service_file=f"/etc/systemd/system/{unit}.service",
+        timer_file=f"/etc/systemd/system/{unit}.timer",
+        timer_unit=s.backup_timer,
+    )
+
+
+def database_step(s: Settings) -> str:
+    """PostgreSQL (database postgresql only): the unix socket only, the app's role and database."""
+    return render("host-database.sh.j2", **_paths(s), database=s.database_name, socket_dir=POSTGRES_SOCKET_DIR)
+
+
 def env_step(s: Settings) -> str:
     return render("host-env.sh.j2", **_paths(s))
 
@@ -511,6 +610,8 @@ def deploy_step(s: Settings) -> str:
         manage_sh=manage_sh(s),
         manage_command=MANAGE_COMMAND,
         manage_command_sh=manage_command_sh(),
+        snapshot=f"{s.bin_dir}/snapshot.py",
+        snapshot_py=snapshot_py(),
         redact=s.redact_script,
         redact_py=redact_py(),
         secret_names=secret_names(s),
@@ -584,6 +685,8 @@ def teardown_step(s: Settings, part: str) -> str:
         "host-teardown.sh.j2",
         **_paths(s),
         part=part,
+        backup_timer=s.backup_timer,
+        offsite_repository=s.offsite.repository if s.offsite else "",
         ci_command=s.ci_command,
         deploy_key=s.deploy_key_file,
         authorized_keys=s.authorized_keys,

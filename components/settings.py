@@ -39,6 +39,9 @@ IMAGES = ("debian-12", "debian-13", "ubuntu-24.04")
 LOCATIONS = ("fsn1", "nbg1", "hel1", "ash", "hil", "sin")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEPENDENCY_MODES = ("auto", "uv", "poetry", "pipenv", "requirements")
+DATABASES = ("sqlite", "postgresql")
+# Debian's PostgreSQL socket directory (postgresql-common's unix_socket_directories, and libpq's default).
+POSTGRES_SOCKET_DIR = "/var/run/postgresql"
 # What the settings overlay may override (files/django_vps_settings.py `overridable`; a test keeps them equal).
 OVERLAY_SETTINGS = (
     "ALLOWED_HOSTS",
@@ -234,6 +237,33 @@ class ScheduledCommand:
 
 
 @dataclass(frozen=True)
+class Offsite:
+    """Off-site backups: a restic repository on an SFTP server."""
+
+    host: str
+    port: int
+    user: str
+    path: str
+    """The repository's directory, relative to the SFTP user's home."""
+    host_key: str
+    """Pinned SSH host public key, "type base64"."""
+    password: pulumi.Output[str] | None
+    """Secret: the repository password given; None means generated for the stack."""
+    keep_daily: int
+    keep_weekly: int
+
+    @property
+    def repository(self) -> str:
+        return f"sftp:{self.user}@{self.host}:{self.path}"
+
+    @property
+    def known_host(self) -> str:
+        """The known_hosts line ssh pins the server with."""
+        host = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{host} {self.host_key}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of the program, validated. Components receive this, never raw config."""
 
@@ -319,6 +349,14 @@ class Settings:
     """Path requested with the site's Host before and after a release goes live."""
     shared_paths: tuple[str, ...]
     """Project paths that outlive releases (symlinked into each from shared/)."""
+    database: Literal["sqlite", "postgresql"]
+    """sqlite: shared/db.sqlite3; postgresql: Debian's server on the host, unix socket, peer auth."""
+    backup_schedule: str
+    """systemd OnCalendar expression of the backup timer."""
+    backup_keep: int
+    """Local backups kept."""
+    offsite: Offsite | None
+    """Off-site backups with restic over SFTP; None when offsiteSftpHost is empty."""
     hsts: bool
     """Send Strict-Transport-Security."""
     host_firewall: bool
@@ -453,6 +491,42 @@ class Settings:
         return f"{self.bin_dir}/manage"
 
     @property
+    def backup_script(self) -> str:
+        return f"{self.bin_dir}/backup.sh"
+
+    @property
+    def backup_timer(self) -> str:
+        """The systemd timer (and service) of the backups."""
+        return f"django-vps-backup-{self.app_name}.timer"
+
+    @property
+    def offsite_dir(self) -> str:
+        """The app user's off-site backup credentials (its own files: backup.sh runs as it)."""
+        return f"{self.home}/.config/django-vps"
+
+    @property
+    def offsite_key_file(self) -> str:
+        return f"{self.offsite_dir}/offsite_key"
+
+    @property
+    def offsite_password_file(self) -> str:
+        return f"{self.offsite_dir}/restic-password"
+
+    @property
+    def offsite_known_hosts(self) -> str:
+        return f"{self.offsite_dir}/offsite_known_hosts"
+
+    @property
+    def sftp_command(self) -> str:
+        """How restic reaches the SFTP server: the stack's key, the pinned host key, no prompt."""
+        o = self.offsite
+        assert o is not None
+        return (
+            f"ssh -p {o.port} -i {self.offsite_key_file} -o IdentitiesOnly=yes -o BatchMode=yes "
+            f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={self.offsite_known_hosts} {o.user}@{o.host} -s sftp"
+        )
+
+    @property
     def redact_script(self) -> str:
         return f"{self.bin_dir}/redact.py"
 
@@ -461,9 +535,38 @@ class Settings:
         return f"/etc/nginx/conf.d/{self.app_name}.conf"
 
     @property
+    def database_name(self) -> str:
+        """PostgreSQL's database for the app (its role is the app user: peer authentication maps the
+        Unix user to the role of the same name)."""
+        return self.app_name
+
+    @property
     def database_url(self) -> str:
-        """The database the program provides: SQLite in shared/ (kept across releases)."""
+        """The database the program provides: SQLite in shared/ (kept across releases), or the app's
+        PostgreSQL database over the unix socket (no password: peer authentication)."""
+        if self.database == "postgresql":
+            return f"postgres:///{self.database_name}?host={POSTGRES_SOCKET_DIR}"
         return f"sqlite:///{self.shared_dir}/db.sqlite3"
+
+    @property
+    def database_env(self) -> tuple[tuple[str, str], ...]:
+        """The variables naming the database the program provides, for the usual readers."""
+        if self.database != "postgresql":
+            return (("DATABASE_URL", self.database_url),)
+        name, user, host = self.database_name, self.user, POSTGRES_SOCKET_DIR
+        return (
+            ("DATABASE_URL", self.database_url),
+            ("PGHOST", host),
+            ("PGDATABASE", name),
+            ("PGUSER", user),
+            ("DB_ENGINE", "django.db.backends.postgresql"),
+            ("DB_NAME", name),
+            ("DB_USER", user),
+            ("DB_HOST", host),
+            ("POSTGRES_DB", name),
+            ("POSTGRES_USER", user),
+            ("POSTGRES_HOST", host),
+        )
 
     @property
     def socket_path(self) -> str:
@@ -980,8 +1083,6 @@ def _redis_memory(reader: _Reader) -> str:
 
 
 _PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-# What systemd calendar expressions are made of (systemd.time(7)); systemd-analyze checks the rest.
-_CALENDAR = re.compile(r"^[A-Za-z0-9 *:/,.~+-]{1,100}$")
 
 
 def _words(key: str, what: str, text: str) -> tuple[str, ...]:
@@ -1061,6 +1162,75 @@ def _requirements_file(reader: _Reader) -> str:
             "requirementsFile", f"{path!r} is not a file path inside the repository, e.g. requirements/production.txt"
         )
     return path
+
+
+# The characters of systemd calendar expressions (Mon..Fri *-*-* 03:00:00, daily, *:0/15, ~).
+_CALENDAR = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9 ,.:*/~+-]{0,199}$")
+
+
+def _backup_schedule(reader: _Reader) -> str:
+    value = reader.string("backupSchedule")
+    if not _CALENDAR.match(value) or "  " in value:
+        raise SettingError(
+            "backupSchedule",
+            f"{_shown(value)} is not a systemd calendar expression (OnCalendar): e.g. daily, hourly, "
+            "*-*-* 03:00:00 or Mon..Fri 02:30",
+        )
+    return value
+
+
+def _offsite(reader: _Reader, app_name: str) -> Offsite | None:
+    host = reader.string("offsiteSftpHost")
+    # Read (and checked) whether used or not: a bad value never waits for the day it is used.
+    port = _positive(reader, "offsiteSftpPort")
+    keep_daily = _positive(reader, "offsiteKeepDaily")
+    keep_weekly = _positive(reader, "offsiteKeepWeekly", allow_zero=True)
+    if not host:
+        for key in ("offsiteSftpUser", "offsiteSftpPath", "offsiteSftpHostKey", "offsiteRepositoryPassword"):
+            if reader.string(key):
+                raise SettingError(key, "is only used with offsiteSftpHost: set offsiteSftpHost too, or remove it")
+        return None
+    host = _address("offsiteSftpHost", host)
+    if port > 65535:
+        raise SettingError("offsiteSftpPort", f"{port} is not a TCP port: 1 to 65535 (a Storage Box uses 23)")
+    user = reader.string("offsiteSftpUser")
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$", user):
+        raise SettingError(
+            "offsiteSftpUser", f"{_shown(user)} is not an SFTP user name: letters, digits, '.', '_', '-', e.g. u123456"
+        )
+    path = reader.string("offsiteSftpPath") or f"django-vps/{app_name}"
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$", path) or ".." in path.split("/"):
+        raise SettingError(
+            "offsiteSftpPath",
+            f"{_shown(path)} is not a directory relative to the SFTP user's home: parts of letters, digits, "
+            "'.', '_', '-' separated by '/', e.g. backups/blog",
+        )
+    key_text = reader.string("offsiteSftpHostKey")
+    if not key_text:
+        raise SettingError(
+            "offsiteSftpHostKey", "is required with offsiteSftpHost: the server's host key (ssh-keyscan it once)"
+        )
+    tokens = key_text.split(" ")
+    if tokens[0] in sshkeys.KEY_TYPES or len(tokens) < 3:
+        host_key = _public_key("offsiteSftpHostKey", key_text, keep_comment=False)
+    else:
+        try:
+            host_key = sshkeys.known_host(key_text).key.line()
+        except sshkeys.KeyFormatError as error:
+            raise SettingError("offsiteSftpHostKey", f"{_shown(key_text)} {error}") from None
+    password = reader.string("offsiteRepositoryPassword")
+    if password and len(password) < 16:
+        raise SettingError("offsiteRepositoryPassword", "is shorter than 16 characters: use a long random password")
+    return Offsite(
+        host=host,
+        port=port,
+        user=user,
+        path=path,
+        host_key=host_key,
+        password=pulumi.Output.secret(password) if password else None,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+    )
 
 
 def _health_path(reader: _Reader) -> str:
@@ -1271,6 +1441,10 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         keep_releases=_positive(reader, "keepReleases"),
         health_check_path=_health_path(reader),
         shared_paths=_shared_paths(reader),
+        database=_choice(reader, "database", DATABASES),  # type: ignore[arg-type]
+        backup_schedule=_backup_schedule(reader),
+        backup_keep=_positive(reader, "backupKeep"),
+        offsite=_offsite(reader, app_name),
         hsts=reader.value("hsts"),
         host_firewall=reader.value("hostFirewall"),
         fail2ban=reader.value("fail2ban"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_random as random
+import pulumi_tls as tls
 
 from components import render
 from components.dns import Dns, DnsArgs
@@ -94,6 +95,21 @@ class DjangoSite(pulumi.ComponentResource):
                 )
             )
         )
+        offsite_public_key = offsite_secrets = offsite_password = None
+        if s.offsite is not None:
+            offsite_key = tls.PrivateKey(f"{name}-offsite-key", algorithm="ED25519", opts=child)
+            offsite_password = (
+                s.offsite.password
+                or random.RandomPassword(f"{name}-offsite-password", length=48, special=False, opts=child).result
+            )
+            offsite_public_key = offsite_key.public_key_openssh.apply(
+                lambda key: key.strip() + f" django-vps-{s.app_name}-backups"
+            )
+            offsite_secrets = pulumi.Output.secret(
+                pulumi.Output.all(offsite_password, offsite_key.private_key_openssh).apply(
+                    lambda values: f"{values[0]}\n{values[1].strip()}\n"
+                )
+            )
         self.host = Host(
             f"{name}-host",
             HostArgs(
@@ -107,6 +123,8 @@ class DjangoSite(pulumi.ComponentResource):
                 clone_after=[self.github.deploy_key],
                 certificate_after=self.dns.rrsets,
                 server=self.server.hcloud_server,
+                offsite_public_key=offsite_public_key,
+                offsite_secrets=offsite_secrets,
             ),
             opts=child,
         )
@@ -141,7 +159,15 @@ class DjangoSite(pulumi.ComponentResource):
             "dnsRecords": self.dns.records,
             "dnsManaged": s.manage_dns,
             "nextSteps": _next_steps(s),
+            "backupCommand": pulumi.Output.concat(
+                "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " ", s.backup_script, " list"
+            ),
         }
+        if s.offsite is not None:
+            self.outputs["offsiteRepository"] = s.offsite.repository
+            self.outputs["offsiteSshPublicKey"] = offsite_public_key
+            # The repository cannot be read without it, and `pulumi destroy` forgets it: keep a copy.
+            self.outputs["offsiteRepositoryPassword"] = pulumi.Output.secret(offsite_password)
         self.register_outputs(self.outputs)
 
 

@@ -14,7 +14,7 @@ import importlib
 import json
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 _RELEASE = Path(__file__).resolve().parent
 _CONFIG = json.loads((_RELEASE / ".django-vps" / "overlay.json").read_text())
@@ -161,24 +161,42 @@ def _logging() -> None:
     _set("LOGGING", value, f"the rotating file {path} (level {level})")
 
 
-def _sqlite(url: str) -> dict[str, object] | None:
+def _from_url(url: str) -> dict[str, object] | None:
+    """DATABASE_URL as Django's DATABASES entry: SQLite (sqlite:////path) or PostgreSQL
+    (postgres:///name?host=/var/run/postgresql: the unix socket, peer authentication, no password;
+    or postgres://user:password@host:port/name). None for anything else."""
     parsed = urlparse(url)
-    if parsed.scheme != "sqlite":
+    if parsed.scheme == "sqlite":
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parsed.path[1:]) if parsed.path else ""}
+    if parsed.scheme not in ("postgres", "postgresql", "pgsql"):
         return None
-    return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parsed.path[1:]) if parsed.path else ""}
+    query = parse_qs(parsed.query)
+    entry: dict[str, object] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parsed.path[1:]),
+        "HOST": query.get("host", [unquote(parsed.hostname or "")])[0],
+    }
+    if parsed.port:
+        entry["PORT"] = str(parsed.port)
+    if parsed.username:
+        entry["USER"] = unquote(parsed.username)
+    if parsed.password:
+        entry["PASSWORD"] = unquote(parsed.password)
+    return entry
 
 
 def _databases() -> None:
     databases = _current("DATABASES") or {}
     default = dict(databases.get("default") or {})
     url = os.environ.get("DATABASE_URL", "")
-    provided = _sqlite(url)
+    provided = _from_url(url)
     if not default.get("ENGINE"):
         if provided is not None:
-            _set("DATABASES", {**databases, "default": provided}, f"default: {url} (the project's has no ENGINE)")
+            shown = url.replace(f":{urlparse(url).password}@", ":***@") if urlparse(url).password else url
+            _set("DATABASES", {**databases, "default": provided}, f"default: {shown} (the project's has no ENGINE)")
         return
     if default["ENGINE"] == "django.db.backends.sqlite3" and _inside_release(default.get("NAME")):
-        shared = provided["NAME"] if provided else None
+        shared = provided["NAME"] if provided and provided["ENGINE"] == default["ENGINE"] else None
         if shared:
             why = "inside the release it would be lost on the next deploy"
             _set("DATABASES", {**databases, "default": {**default, "NAME": shared}},

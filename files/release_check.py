@@ -8,7 +8,8 @@ In order, all in one Python process:
   2. the diagnostics (ALLOWED_HOSTS, DEBUG, SECRET_KEY, STATIC_ROOT/MEDIA_ROOT and their URLs,
      DATABASES) and `manage.py check --deploy`, whose warnings are printed: all before the database
      is touched, so a release that cannot start never migrates it;
-  3. `migrate --no-input`, `collectstatic --no-input` (into this release's STATIC_ROOT);
+  3. a pre-migration snapshot of the database when there are unapplied migrations (snapshot.py),
+     `migrate --no-input`, `collectstatic --no-input` (into this release's STATIC_ROOT);
   4. a request to the WSGI application as gunicorn would pass it from nginx (Host = the domain,
      X-Forwarded-Proto https): 2xx or 3xx passes;
   5. the release's facts in .django-vps/release.json (read by django_vps_wsgi.py) and the assets
@@ -194,12 +195,26 @@ def diagnose(args: argparse.Namespace, settings, project_settings: str, shared: 
             f"DATABASES['default'] in {where} has no ENGINE: read DATABASE_URL ({url}) with dj-database-url or "
             f"django-environ, or set djangoEnv DATABASE_URL to your database{hint}"
         )
+    elif args.database == "postgresql" and not engine.endswith((".postgresql", ".postgis")):
+        fatal.append(
+            f"database is postgresql but DATABASES['default'] in {where} uses {engine}: read DATABASE_URL "
+            f"({os.environ.get('DATABASE_URL', '')}) with dj-database-url or django-environ, or leave DATABASES "
+            f"without an ENGINE for the settings overlay{hint}"
+        )
     elif engine.endswith("sqlite3") and default.get("NAME") and inside(as_path(default["NAME"]), RELEASE):
         fatal.append(
             f"the SQLite database {default['NAME']} is inside the release and would be lost on the next deploy: "
             f"keep it in shared/ (sharedPaths, or the DATABASE_URL environment variable){hint}"
         )
     return fatal
+
+
+def imports(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def relocate_media(root: Path, media: Path) -> None:
@@ -224,6 +239,48 @@ def relocate_media(root: Path, media: Path) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     root.symlink_to(media)
     say(f"MEDIA_ROOT {root.relative_to(RELEASE)} is inside the release: linked to {media} (kept across releases)")
+
+
+def unapplied_migrations() -> list[str]:
+    """The migrations `migrate` would apply to a database that has some already (a new database has
+    nothing to lose)."""
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections["default"])
+    if not executor.recorder.has_table():
+        return []
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+
+
+def pre_migration_snapshot(stem: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    """Before `migrate` changes the database: a snapshot of it (snapshot.py, beside this file), named
+    after the release, that `deploy.sh rollback --restore-database` and `deploy.sh restore-snapshot`
+    put back."""
+    pending = unapplied_migrations()
+    if not pending:
+        return
+    spec = importlib.util.spec_from_file_location("django_vps_snapshot", Path(__file__).with_name("snapshot.py"))
+    assert spec is not None and spec.loader is not None
+    snapshot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snapshot)
+    default = settings.DATABASES["default"]
+    if snapshot.kind(default.get("ENGINE", "")) is None:
+        warn(f"no pre-migration snapshot: the database engine {default.get('ENGINE')} is not SQLite or PostgreSQL")
+        return
+    from django.db import connections
+
+    connections["default"].close()
+    try:
+        taken = snapshot.take(default, stem, release=RELEASE.name, migrations=pending)
+    except Exception as error:
+        raise Refused(f"the pre-migration snapshot failed ({error}); nothing was migrated") from None
+    shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+    say(
+        f"pre-migration snapshot: {stem.parent / str(taken['file'])} ({taken['bytes']} bytes, {taken['seconds']} s) "
+        f"before {len(pending)} migration{'s' if len(pending) > 1 else ''}: {shown}"
+    )
 
 
 def check_deploy() -> None:
@@ -336,6 +393,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--hsts", choices=("on", "off"), default="off")
     parser.add_argument("--fail-on-debug", choices=("yes", "no"), required=True)
     parser.add_argument("--shared", required=True)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--snapshot", default="", help="where a pre-migration snapshot goes (a path without suffix)")
     args = parser.parse_args(argv)
     try:
         return check(args)
@@ -378,6 +437,12 @@ def check(args: argparse.Namespace) -> int:
             raise import_failure(settings_module, error) from None
         for change in overlay_module.changes:
             say(f"settings overlay: {change}")
+    # Django loads the database backend while it sets up (the auth models): the driver first.
+    if args.database == "postgresql" and not any(imports(name) for name in ("psycopg", "psycopg2")):
+        raise Refused(
+            "database is postgresql but the project's dependencies have no PostgreSQL driver (neither psycopg nor "
+            "psycopg2 imports): add psycopg[binary] (or psycopg2-binary) to them"
+        )
     import django
     from django.conf import settings
 
@@ -419,6 +484,8 @@ def check(args: argparse.Namespace) -> int:
 
     from django.core.management import call_command
 
+    if args.snapshot:
+        pre_migration_snapshot(Path(args.snapshot), settings)
     say("migrate")
     call_command("migrate", interactive=False, verbosity=1)
     say("collectstatic")
@@ -442,6 +509,11 @@ def check(args: argparse.Namespace) -> int:
         "asgi_application": asgi,
         "static_root": str(settings.STATIC_ROOT),
         "media_root": str(settings.MEDIA_ROOT),
+        # What backups snapshot (snapshot.py): the database Django really uses, never its password.
+        "database": {key: str(value) for key, value in default.items()
+                     if key in ("ENGINE", "NAME", "HOST", "PORT", "USER") and value}
+        | ({"HOST": str(default["OPTIONS"]["host"])}
+           if not default.get("HOST") and (default.get("OPTIONS") or {}).get("host") else {}),
     }, indent=1))  # fmt: skip
     return 0
 

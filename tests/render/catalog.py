@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 
 from components import render
-from components.settings import HetznerServer, Settings
+from components.settings import HetznerServer, Offsite, Settings
 from tests.render.conftest import CI_PUBLIC_KEY
 
 EXPECTED_IPV4 = "198.51.100.2"
@@ -15,6 +15,7 @@ TEARDOWN_PARTS = ("nginx", "supervisor", "app-user", "security")
 SCRIPT_NAMES = (
     "run.sh",
     "deploy.sh",
+    "backup.sh",
     "ci-command",
     "manage",
     "run-process",
@@ -27,6 +28,9 @@ SCRIPT_NAMES = (
     "clone_step",
     "env_step",
     "redis_step",
+    "database_step",
+    "backup_step",
+    "offsite_step",
     "deploy_step",
     "supervisor_step",
     "schedule_step",
@@ -46,11 +50,23 @@ def created_server(s: Settings) -> Settings:
     return replace(s, server=HetznerServer("cx23", s.image, "fsn1", False, ()), existing_host=None)
 
 
+OFFSITE_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a9dQsVNIhDGfNgT backups"
+
+
+def with_offsite(s: Settings) -> Settings:
+    """s, or the same settings with off-site backups: the step only they get is checked in every variant."""
+    if s.offsite is not None:
+        return s
+    host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    return replace(s, offsite=Offsite("backup.example.net", 23, "u1", f"django-vps/{s.app_name}", host_key, None, 7, 4))
+
+
 def scripts(s: Settings) -> dict[str, str]:
     """Every bash script the program runs or installs on the host."""
     rendered = {
         "run.sh": render.run_sh(s),
         "deploy.sh": render.deploy_sh(s),
+        "backup.sh": render.backup_sh(s),
         "ci-command": render.ci_command_sh(s),
         "manage": render.manage_sh(s),
         "run-process": render.run_process_sh(s),
@@ -63,6 +79,9 @@ def scripts(s: Settings) -> dict[str, str]:
         "clone_step": render.clone_step(s),
         "env_step": render.env_step(s),
         "redis_step": render.redis_step(s),
+        "database_step": render.database_step(s),
+        "backup_step": render.backup_step(s),
+        "offsite_step": render.offsite_step(with_offsite(s), OFFSITE_PUBLIC_KEY),
         "deploy_step": render.deploy_step(s),
         "supervisor_step": render.supervisor_step(s),
         "schedule_step": render.schedule_step(s),
@@ -83,6 +102,8 @@ def all_files(s: Settings) -> dict[str, str]:
         "gunicorn.conf.py": render.gunicorn_conf(s),
         "supervisor_program": render.supervisor_program(s),
         "sudoers": render.sudoers(s),
+        "backup.service": render.backup_service(s),
+        "backup.timer": render.backup_timer(s),
         "nginx_site[http]": render.nginx_site(s, tls=False),
         "nginx_site[https]": render.nginx_site(s, tls=True),
         "django_env": render.django_env(s, "k" * 50, [("API_TOKEN", "t0ken")]),

@@ -132,6 +132,7 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "sharedPaths": ["media", "data/uploads", "db.sqlite3"],
         "adminUser": "ops",
         "hostFirewall": "false",
+        "database": "postgresql",
     },
     "requirements-existing-host": lambda: {
         "dependencies": "requirements",
@@ -153,6 +154,12 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "sharedPaths": [],
         "hsts": "false",
         "fail2ban": "false",
+        "offsiteSftpHost": "u123456.your-storagebox.de",
+        "offsiteSftpPort": "23",
+        "offsiteSftpUser": "u123456",
+        "offsiteSftpHostKey": ed25519_keypair()[1],
+        "offsiteSftpPath": "backups/blog.site",
+        "backupSchedule": "Mon..Fri *-*-* 02:30:00",
     },
 }
 

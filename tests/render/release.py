@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from components import render
+from components.settings import POSTGRES_SOCKET_DIR
 from tests.render.conftest import logs_moved, make_settings
 
 DOMAIN = "blog.test"
@@ -26,20 +27,34 @@ def clean_env() -> dict[str, str]:
 
 
 class Release:
-    def __init__(self, tmp_path: Path, fixture: Path, *, env: list[tuple[str, str]] = (), **settings: object) -> None:
-        self.dir = tmp_path / "releases" / "r1"
+    def __init__(
+        self,
+        tmp_path: Path,
+        fixture: Path,
+        *,
+        env: list[tuple[str, str]] = (),
+        postgres_socket: str = "",
+        name: str = "r1",
+        **settings: object,
+    ) -> None:
+        # A second Release of the same tmp_path (another name) is the next deploy: same shared/.
+        self.dir = tmp_path / "releases" / name
         self.shared = tmp_path / "shared"
         self.logs = tmp_path / "logs"
         self.fixture = fixture
         shutil.copytree(fixture, self.dir, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
-        self.shared.mkdir()
+        self.shared.mkdir(exist_ok=True)
         self.settings = logs_moved(
             make_settings(domain=DOMAIN, djangoEnv=[f"{k}={v}" for k, v in env], **settings), self.logs
         )
         # The database the program provides lives in this test's shared/, not the host's.
-        env_text = render.django_env(self.settings, "s" * 50, []).replace(
-            self.settings.database_url, f"sqlite:///{self.shared}/db.sqlite3"
-        )
+        env_text = render.django_env(self.settings, "s" * 50, [])
+        if self.settings.database == "postgresql":
+            # The test's own server: its socket directory instead of Debian's.
+            assert postgres_socket, "database postgresql needs a server's socket directory"
+            env_text = env_text.replace(POSTGRES_SOCKET_DIR, postgres_socket)
+        else:
+            env_text = env_text.replace(self.settings.database_url, f"sqlite:///{self.shared}/db.sqlite3")
         (self.shared / ".env").write_text(env_text)
         for path in (*SHARED_PATHS, ".env"):
             target = self.dir / path
@@ -52,9 +67,11 @@ class Release:
         for name, text in render.runtime_files().items():
             (self.dir / name).write_text(text)
         (self.dir / ".venv").symlink_to(Path(sys.prefix))
+        self.snapshot_stem = self.shared / "snapshots" / self.dir.name
         self.check = tmp_path / "bin" / "release_check.py"
-        self.check.parent.mkdir()
+        self.check.parent.mkdir(exist_ok=True)
         self.check.write_text(render.release_check_py())
+        (self.check.parent / "snapshot.py").write_text(render.snapshot_py())
 
     def run(
         self,
@@ -66,11 +83,13 @@ class Release:
         skip: str = "",
         wsgi: str = "",
         fail_on_debug: bool = False,
+        snapshot: bool = True,
     ) -> subprocess.CompletedProcess[str]:
         argv = [
             ".venv/bin/python", "-P", str(self.check), "--project-dir", project_dir, "--domain", host,
             "--health-path", path, "--wsgi", wsgi, "--overlay", "on" if overlay else "off", "--overlay-skip", skip,
             "--fail-on-debug", "yes" if fail_on_debug else "no", "--hsts", "on", "--shared", str(self.shared),
+            "--database", self.settings.database, "--snapshot", str(self.snapshot_stem) if snapshot else "",
         ]  # fmt: skip
         return subprocess.run(
             argv, cwd=self.dir, env=clean_env(), capture_output=True, text=True, timeout=180, check=False

@@ -111,7 +111,7 @@ def test_supervisor_reads_a_program_back_exactly(tmp_path: Path) -> None:
 
 def test_the_sudo_rule_is_parsed_as_written(tmp_path: Path) -> None:
     """visudo accepts the rendered rule, and sudo's own parser (cvtsudoers) reads back exactly the
-    four commands with their arguments, run as root, from /, without a password."""
+    five commands with their arguments, run as root, from /, without a password."""
     from tests.render.conftest import make_settings
 
     s = make_settings()

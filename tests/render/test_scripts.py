@@ -131,6 +131,7 @@ def _embedded(s) -> dict[str, list[str | None]]:
             render.gunicorn_conf(s),
             render.deploy_sh(s),
             render.release_check_py(),
+            render.snapshot_py(),
             render.redact_py(),
             *render.runtime_files().values(),
             (render.FILES / "django_vps_manage.py").read_text(),
@@ -205,7 +206,7 @@ def test_deploy_sh_settings_reach_bash_as_given(variant) -> None:
 def test_no_embedded_file_can_end_its_heredoc_early(variant) -> None:
     """The delimiters the step templates use never occur as a line of what they embed, and every
     embedded file ends with a newline (else the delimiter would not start a line)."""
-    delimiters = {"SCRIPT", "CONF", "SITE", "HOOK", "KEYS", "SUDOERS", "NFT", "UNIT", "PY"}
+    delimiters = {"SCRIPT", "CONF", "SITE", "HOOK", "KEYS", "SUDOERS", "NFT", "UNIT", "PY", "SQL"}
     for contents in _embedded(variant).values():
         for content in contents:
             if content is not RUN_IN_THE_SANDBOX:

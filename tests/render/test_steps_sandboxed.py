@@ -51,6 +51,7 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
         s.gunicorn_conf: render.gunicorn_conf(s),
         s.deploy_script: render.deploy_sh(s),
         s.release_check: render.release_check_py(),
+        f"{s.bin_dir}/snapshot.py": render.snapshot_py(),
         s.redact_script: render.redact_py(),
         **{f"{s.bin_dir}/{name}": text for name, text in render.runtime_files().items()},
         f"{s.bin_dir}/django_vps_manage.py": (render.FILES / "django_vps_manage.py").read_text(),
@@ -67,6 +68,7 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
     # Run by deploy.sh with the release's Python, never executed directly: readable, not executable.
     assert sandbox.meta(s.release_check) == ("0644", "root:root")
     assert sandbox.meta(s.redact_script) == ("0644", "root:root")
+    assert sandbox.meta(f"{s.bin_dir}/snapshot.py") == ("0644", "root:root")
     assert sandbox.meta(s.gunicorn_conf) == ("0644", "root:root")  # read by gunicorn, which the app user runs
     # Root's directory for the app, outside the app user's home.
     assert s.bin_dir == f"/opt/django-vps/{s.app_name}/bin" and not s.bin_dir.startswith(s.home)

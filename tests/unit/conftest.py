@@ -135,7 +135,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs.update(ipv4Address=SERVER_IPV4, ipv6Address=SERVER_IPV6, status="running")
         elif args.typ == "random:index/randomPassword:RandomPassword":
             length = int(args.inputs["length"])
-            outputs["result"] = (GENERATED_SECRET_KEY_PREFIX + "x" * length)[:length]
+            outputs["result"] = (GENERATED_SECRET_KEY_PREFIX + args.name + "-" + "x" * length)[:length]
         elif args.typ == "command:remote:Command":
             outputs.update(stdout="", stderr="")
         resource_id = str(next(self.ids))

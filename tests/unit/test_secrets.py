@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.host import STEP_NEEDS, STEPS, TEARDOWN_AFTER
+from components.host import OFFSITE_ONLY, POSTGRESQL_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
 from components.settings import load_settings
 from components.site import DjangoSite
 from tests.unit.conftest import (
@@ -96,7 +96,7 @@ def test_no_secret_in_scripts_plain_inputs_or_exports(run_stack) -> None:
         assert used_secretly(run, [value]) == ["blog-host-env"]
     assert set(used_secretly(run, secrets["blog-server-host-key.openssh"])) == {"blog-server-server"}
     assert set(used_secretly(run, secrets["blog-server-provisioning-key.openssh"])) == {
-        f"blog-host-{step}" for step in STEP_NEEDS
+        f"blog-host-{step}" for step in STEP_NEEDS if step not in POSTGRESQL_ONLY | OFFSITE_ONLY
     }
     assert used_secretly(run, secrets["blog-github-ci-key.openssh"]) == ["blog-github-ssh-key"]
     assert used_secretly(run, secrets["blog-github-deploy-key.openssh"]) == ["blog-host-app-user"]
@@ -221,8 +221,8 @@ def inputs_by_step(run: StackRun) -> dict[str, tuple[object, object]]:
 
 def changed_steps(before: StackRun, after: StackRun) -> set[str]:
     a, b = inputs_by_step(before), inputs_by_step(after)
-    assert set(a) == set(b) == set(STEP_NEEDS)  # a created server's: admin-keys too
-    return {step for step in STEP_NEEDS if a[step] != b[step]}
+    assert set(a) == set(b) == set(STEP_NEEDS) - POSTGRESQL_ONLY - OFFSITE_ONLY  # a created server's: admin-keys too
+    return {step for step in a if a[step] != b[step]}
 
 
 def test_same_config_same_inputs(run_stack) -> None:
@@ -235,7 +235,8 @@ def test_same_config_same_inputs(run_stack) -> None:
         ({"clientMaxBodySize": "25M"}, {"nginx", "certbot", "verify"}),
         ({"djangoSecretEnv": json.dumps(["API_TOKEN=rotated"])}, {"env"}),
         ({"logLevel": "WARNING"}, {"env"}),
-        ({"wsgiApplication": "config.wsgi:application"}, {"deploy", "verify"}),
+        # (backup.sh runs the release check too, when it restores)
+        ({"wsgiApplication": "config.wsgi:application"}, {"deploy", "verify", "backup"}),
         ({"letsencryptEmail": "ops@blog.com"}, {"certbot", "verify"}),
         ({"adminSshKeys": json.dumps([ed25519_public("laptop", "me@laptop")])}, {"admin-keys"}),
     ],
@@ -290,3 +291,23 @@ def test_component_outputs_that_carry_secrets_are_secret(direct_mocks) -> None:
         assert not wrong, f"secret flag wrong on {sorted(wrong)}"
 
     return pulumi.Output.all(**flags).apply(check)
+
+
+def test_offsite_key_and_password_reach_only_the_offsite_step_secretly(run_stack) -> None:
+    run = run_stack(
+        offsiteSftpHost="u1.your-storagebox.de",
+        offsiteSftpUser="u1",
+        offsiteSftpHostKey=ed25519_public("storage-box"),
+    )
+    secrets = needles(run)
+    # The password is exported as a secret (a copy the user keeps): every other export is clear of it.
+    exports = {k: v for k, v in run.exports.items() if k not in ("offsiteRepositoryPassword", "__secret__")}
+    assert run.exports["__secret__"] == {"offsiteRepositoryPassword"}
+    for r in run.mocks.commands():
+        for script in ("create", "update", "delete"):
+            assert not leaks(all_strings(r.inputs.get(script)), secrets), f"{r.name}.{script} holds a secret"
+    for r in run.resources:
+        assert not leaks(plain_strings(r.inputs), secrets), f"{r.name} has a secret in a non-secret input"
+    assert not leaks(all_strings(exports.values()), secrets)
+    assert used_secretly(run, secrets["blog-offsite-password"]) == ["blog-host-offsite"]
+    assert used_secretly(run, secrets["blog-offsite-key.openssh"]) == ["blog-host-offsite"]

@@ -29,6 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {"domain": "blog.com", "repository": "sdelquin/blog", "letsencryptEmail": "admin@blog.com"}
 
 
+# Off-site backups, complete: what each bad case changes one value of.
+OFFSITE = {
+    "offsiteSftpHost": "u123456.your-storagebox.de",
+    "offsiteSftpPort": "23",
+    "offsiteSftpUser": "u123456",
+    "offsiteSftpHostKey": ed25519_public("storage-box"),
+}
+
+
 def existing_host(**extra: str | None) -> dict[str, str | None]:
     return {
         "existingHost": "203.0.113.10",
@@ -242,6 +251,44 @@ def test_release_settings_accept_their_documented_values() -> None:
         "media",
         "media-archive",
         "staticfiles",
+    )
+
+
+def test_database_settings_accept_their_documented_values() -> None:
+    s = load()
+    assert s.database == "sqlite" and s.database_url == "sqlite:////home/blog/blog/shared/db.sqlite3"
+    assert s.database_env == (("DATABASE_URL", s.database_url),)
+    s = load(database="postgresql", appName="my-blog", user="web")
+    assert s.database == "postgresql" and s.database_name == "my-blog"
+    assert s.database_url == "postgres:///my-blog?host=/var/run/postgresql"
+    env = dict(s.database_env)
+    assert env["PGHOST"] == env["DB_HOST"] == env["POSTGRES_HOST"] == "/var/run/postgresql"
+    assert env["PGDATABASE"] == env["DB_NAME"] == env["POSTGRES_DB"] == "my-blog"
+    # Peer authentication: the role is the Unix user's name.
+    assert env["PGUSER"] == env["DB_USER"] == env["POSTGRES_USER"] == "web"
+    assert not any("PASSWORD" in name for name in env)
+
+
+def test_offsite_settings_accept_their_documented_values() -> None:
+    assert load().offsite is None
+    s = load(**OFFSITE, appName="shop")
+    assert s.offsite is not None
+    o = s.offsite
+    assert (o.host, o.port, o.user, o.path, o.keep_daily, o.keep_weekly) == (
+        "u123456.your-storagebox.de",
+        23,
+        "u123456",
+        "django-vps/shop",
+        7,
+        4,
+    )
+    assert o.repository == "sftp:u123456@u123456.your-storagebox.de:django-vps/shop"
+    assert o.known_host == f"[u123456.your-storagebox.de]:23 {ed25519_public('storage-box')}"
+    assert o.password is None  # generated for the stack
+    keyscan = f"[u123456.your-storagebox.de]:23 {ed25519_public('storage-box')}"
+    assert (
+        load(**{**OFFSITE, "offsiteSftpHostKey": keyscan, "offsiteSftpPath": "backups/shop"}).offsite.path
+        == "backups/shop"
     )
 
 
@@ -613,6 +660,31 @@ BAD: list[Any] = [
     ({"sharedPaths": ["media", "media/avatars"]}, "sharedPaths", "media/avatars", "list only 'media'"),
     ({"sharedPaths": ["data/uploads", "data"]}, "sharedPaths", "data/uploads", "list only 'data'"),
     ({"sharedPaths": "media"}, "sharedPaths", "media", "list of strings"),
+    # backups
+    ({"backupSchedule": "daily; rm -rf /"}, "backupSchedule", "daily; rm -rf /", "systemd calendar expression"),
+    ({"backupSchedule": ""}, "backupSchedule", "''", "e.g. daily, hourly"),
+    ({"backupSchedule": "%h daily"}, "backupSchedule", "%h daily", "OnCalendar"),
+    ({"backupKeep": "0"}, "backupKeep", "0", "1 or more"),
+    # off-site backups
+    ({"offsiteSftpHost": "bad host"}, "offsiteSftpHost", "bad host", "neither an IP address nor a hostname"),
+    ({**OFFSITE, "offsiteSftpPort": "70000"}, "offsiteSftpPort", "70000", "1 to 65535"),
+    ({**OFFSITE, "offsiteSftpUser": "u1;id"}, "offsiteSftpUser", "u1;id", "e.g. u123456"),
+    ({**OFFSITE, "offsiteSftpUser": ""}, "offsiteSftpUser", "''", "e.g. u123456"),
+    (
+        {**OFFSITE, "offsiteSftpPath": "../elsewhere"},
+        "offsiteSftpPath",
+        "../elsewhere",
+        "relative to the SFTP user's home",
+    ),
+    ({**OFFSITE, "offsiteSftpPath": "/abs"}, "offsiteSftpPath", "/abs", "relative to the SFTP user's home"),
+    ({**OFFSITE, "offsiteSftpHostKey": ""}, "offsiteSftpHostKey", None, "ssh-keyscan it once"),
+    ({**OFFSITE, "offsiteSftpHostKey": "ssh-ed25519 AAAA"}, "offsiteSftpHostKey", "ssh-ed25519 AAAA", ""),
+    ({"offsiteSftpUser": "u123456"}, "offsiteSftpUser", None, "set offsiteSftpHost too"),
+    ({**OFFSITE, "offsiteKeepDaily": "0"}, "offsiteKeepDaily", "0", "1 or more"),
+    ({**OFFSITE, "offsiteKeepWeekly": "-1"}, "offsiteKeepWeekly", "-1", "0 or more"),
+    # database
+    ({"database": "postgres"}, "database", "'postgres'", "one of sqlite, postgresql"),
+    ({"database": "mysql"}, "database", "'mysql'", "one of sqlite, postgresql"),
     # djangoEnv
     ({"djangoEnv": ["TIME_ZONE"]}, "djangoEnv", "TIME_ZONE", "KEY=value"),
     ({"djangoEnv": ["time_zone=UTC"]}, "djangoEnv", "time_zone=UTC", "A-Z, 0-9 and '_'"),
@@ -669,6 +741,7 @@ def test_there_are_many_distinct_malformed_configurations() -> None:
         "existingHostPrivateKey",  # secret: below
         "djangoSecretEnv",  # secret: below
         "djangoSecretKey",  # secret: below
+        "offsiteRepositoryPassword",  # secret: below
     }
 
 
@@ -694,6 +767,8 @@ SECRET_BAD: list[Any] = [
         "unencrypted",
     ),
     ({"djangoSecretKey": "short-" + SECRET_VALUE}, "djangoSecretKey", SECRET_VALUE, "32 characters"),
+    ({**OFFSITE, "offsiteRepositoryPassword": "s3cr3t"}, "offsiteRepositoryPassword", "s3cr3t", "16 characters"),
+    ({"offsiteRepositoryPassword": SECRET_VALUE}, "offsiteRepositoryPassword", SECRET_VALUE, "offsiteSftpHost too"),
     ({"djangoSecretEnv": [f"SECRET_KEY={SECRET_VALUE}"]}, "djangoSecretEnv", SECRET_VALUE, "use djangoSecretKey"),
     ({"djangoSecretEnv": [f"email_password={SECRET_VALUE}"]}, "djangoSecretEnv", SECRET_VALUE, "KEY=value"),
     ({"djangoSecretEnv": [SECRET_VALUE]}, "djangoSecretEnv", SECRET_VALUE, "KEY=value"),

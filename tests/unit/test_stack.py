@@ -9,7 +9,7 @@ import pulumi
 import pytest
 import yaml
 
-from components.host import CREATED_SERVER_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
+from components.host import CREATED_SERVER_ONLY, OFFSITE_ONLY, POSTGRESQL_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
 from components.settings import github_environment
 from tests.unit.conftest import (
     PROD_CONFIG,
@@ -41,6 +41,9 @@ FILE = "github:index/repositoryFile:RepositoryFile"
 GITHUB_PROVIDER = "pulumi:providers:github"
 STACK = "pulumi:pulumi:Stack"
 
+# A created server's steps with the default settings (SQLite: no database step).
+CREATED_STEPS = set(STEP_NEEDS) - POSTGRESQL_ONLY - OFFSITE_ONLY
+
 # The prod example: every resource, its type and the component it belongs to.
 PROD_RESOURCES: dict[str, tuple[str, str]] = {
     "blog": ("django-vps:site:DjangoSite", STACK),
@@ -66,7 +69,7 @@ PROD_RESOURCES: dict[str, tuple[str, str]] = {
     "blog-github-ssh-key": (SECRET, "blog-github"),
     "blog-github-ssh-known-hosts": (SECRET, "blog-github"),
     "blog-github-workflow": (FILE, "blog-github"),
-    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in STEP_NEEDS},
+    **{f"blog-host-{step}": (COMMAND, "blog-host") for step in CREATED_STEPS},
 }
 
 
@@ -128,7 +131,7 @@ def test_prod_example_registers_exactly_these_resources(run_stack) -> None:
         SECRET: 4,
         DEPLOY_KEY: 1,
         FILE: 1,
-        COMMAND: 14,
+        COMMAND: 15,
     }
 
 
@@ -359,12 +362,12 @@ def test_host_steps_wait_for_exactly_what_they_need(run_stack) -> None:
     STEP_NEEDS and on no other command, and no input of a step comes from another command."""
     run = run_stack()
     steps = commands(run)
-    assert set(steps) == set(STEP_NEEDS) == {*STEPS, *CREATED_SERVER_ONLY}
+    assert set(steps) == CREATED_STEPS == {*STEPS, *CREATED_SERVER_ONLY}
     assert STEP_NEEDS["packages"] == () and STEP_NEEDS["dns-wait"] == () and STEP_NEEDS["admin-keys"] == ()
-    for role, needs in STEP_NEEDS.items():
+    for role in CREATED_STEPS:
         registration = steps[role].registration
         waited = {other for other, c in steps.items() if c.urn in registration.dependencies}
-        assert waited == set(needs), role
+        assert waited == set(STEP_NEEDS[role]) - POSTGRESQL_ONLY - OFFSITE_ONLY, role
         assert not any(c.urn in urns for c in steps.values() for urns in registration.property_dependencies.values())
 
     def upstream(role: str) -> set[str]:
@@ -446,7 +449,7 @@ def test_every_command_pins_the_host_key_and_goes_with_the_server(run_stack) -> 
         assert not c.inputs.get("triggers"), role
         assert not c.inputs.get("delete"), role
     # A created server takes everything with it: no teardown commands.
-    assert set(commands(run)) == set(STEP_NEEDS)
+    assert set(commands(run)) == CREATED_STEPS
 
 
 def test_dns_wait_expects_the_servers_ipv4(run_stack) -> None:
@@ -457,13 +460,57 @@ def test_dns_wait_expects_the_servers_ipv4(run_stack) -> None:
 # Variants.
 
 
+def test_postgresql_adds_the_database_step_before_the_first_deploy(run_stack) -> None:
+    run = run_stack(database="postgresql")
+    steps = commands(run)
+    assert set(steps) == CREATED_STEPS | {"database"}
+    waited = {other for other, c in steps.items() if c.urn in steps["database"].dependencies}
+    assert waited == {"packages", "app-user"}
+    assert steps["database"].urn in steps["deploy"].dependencies
+    assert " postgresql\n" in steps["packages"].plain("create")
+    script = steps["database"].plain("create")
+    assert "ALTER SYSTEM SET listen_addresses" in script and "CREATE ROLE %I LOGIN" in script
+    # No secret goes there: peer authentication has no password.
+    assert "stdin" not in steps["database"].inputs
+    env = run.mocks.named("blog-host-env").plain("stdin")
+    assert "DATABASE_URL=postgres:///blog?host=/var/run/postgresql\n" in env and "PGUSER=blog\n" in env
+    # SQLite needs neither.
+    default = commands(run_stack())
+    assert "database" not in default and "postgresql" not in default["packages"].plain("create")
+
+
+def test_offsite_backups_get_a_key_and_password_of_the_stack_kept_secret(run_stack) -> None:
+    host_key = ed25519_public("storage-box")
+    run = run_stack(
+        offsiteSftpHost="u1.your-storagebox.de", offsiteSftpPort="23", offsiteSftpUser="u1", offsiteSftpHostKey=host_key
+    )
+    steps = commands(run)
+    assert set(steps) == CREATED_STEPS | {"offsite"}
+    waited = {other for other, c in steps.items() if c.urn in steps["offsite"].dependencies}
+    assert waited == {"packages", "app-user"}
+    assert " restic openssh-client\n" in steps["packages"].plain("create")
+    (password,) = [r for r in run.mocks.of_type("random:index/randomPassword:RandomPassword") if "offsite" in r.name]
+    key = run.mocks.tls_key("blog-offsite-key")
+    generated = password.outputs["result"]
+    stdin = steps["offsite"].plain("stdin")
+    assert stdin == f"{generated}\n{key['privateKeyOpenssh'].strip()}\n"
+    assert is_secret(steps["offsite"].inputs["stdin"])
+    script = steps["offsite"].plain("create")
+    assert generated not in script and key["privateKeyOpenssh"].strip() not in script
+    assert key["publicKeyOpenssh"].split()[1] in script  # named in the message to authorize it
+    assert f"[u1.your-storagebox.de]:23 {host_key}" in script
+    assert run.exports["offsiteRepository"] == "sftp:u1@u1.your-storagebox.de:django-vps/blog"
+    assert run.exports["offsiteSshPublicKey"].startswith("ssh-ed25519 ")
+    assert run.exports["__secret__"] == {"offsiteRepositoryPassword"}
+
+
 def test_existing_host_mode(run_stack) -> None:
     run = run_stack(**existing_host_config())
     types = Counter(r.typ for r in run.resources)
     for absent in (SERVER, FIREWALL, SSH_KEY):
         assert types[absent] == 0, absent
     assert sorted(r.name for r in run.mocks.of_type(TLS_KEY)) == ["blog-github-ci-key", "blog-github-deploy-key"]
-    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 17
+    assert types[COMMAND] == len(STEPS) + len(TEARDOWN_AFTER) == 18
     pinned = ed25519_public("existing-host")  # without the comment
     login = ed25519_pair("existing-login")[0]
     for role, c in commands(run).items():
@@ -547,7 +594,7 @@ def test_dns_off_lists_the_records_to_create_by_hand(run_stack) -> None:
     ]
     assert "Create the dnsRecords" in run.exports["nextSteps"]
     steps = commands(run)
-    assert set(steps) == set(STEP_NEEDS)
+    assert set(steps) == CREATED_STEPS
     # Nothing to wait for but the records the user creates: dns-wait starts at once.
     assert not any(c.urn in steps["dns-wait"].dependencies for c in steps.values())
 
@@ -623,6 +670,7 @@ def test_prod_example_exports(run_stack) -> None:
         # Written out, not read back from the exports: what a user is told to do next.
         "nextSteps": "Hetzner DNS serves the records (dnsRecords). A push to main deploys"
         " (.github/workflows/deploy-prod.yml, GitHub Environment prod). Open https://blog.com.",
+        "backupCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog /opt/django-vps/blog/bin/backup.sh list",
     }
     assert host_key.startswith("ssh-ed25519 ") and len(host_key.split()) == 2
     assert not any(is_secret(v) for v in exports.values())

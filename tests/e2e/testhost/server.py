@@ -1,9 +1,10 @@
 """A test server: the image unpacked, booted with systemd as PID 1 in its own namespaces.
 
-Safety (see shared/notes/test-host.md): a private /dev with a handful of nodes, /dev/console on
-/dev/null, gettys masked in the image, /proc/sys and /sys read-only (but /proc/sys/net), five
-capabilities dropped from the bounding set, and the whole server in its own cgroup2 directory so
-one write to cgroup.kill ends it.
+Safety (see shared/notes/test-host.md): a private /dev with a handful of nodes, /dev/console a
+null device node of its own (never the machine's /dev/null, which systemd would chmod), gettys
+masked in the image, /proc/sys and /sys read-only (but /proc/sys/net), five capabilities dropped
+from the bounding set, and the whole server in its own cgroup2 directory so one write to
+cgroup.kill ends it.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ done
 mkdir dev/pts dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5,nosuid,noexec devpts dev/pts
 ln -s pts/ptmx dev/ptmx
-touch dev/console
-mount --bind /dev/null dev/console
+# A console of its own that discards: systemd chowns and chmods /dev/console (root:tty 0600), which
+# on a bind mount of the machine's /dev/null broke /dev/null for every other user of the machine.
+mknod -m 666 dev/console c 1 3
 ln -s /proc/self/fd dev/fd
 ln -s /proc/self/fd/0 dev/stdin
 ln -s /proc/self/fd/1 dev/stdout

@@ -1,0 +1,258 @@
+"""Off-site backups on the real CLI: an existing-host lab server running the postgres-uv fixture
+on SQLite (the default database), and a second lab host as the SFTP target (a Storage Box's role).
+The first up stops in one line naming the stack's key to authorize there; authorized, the next up
+makes the restic repository. A backup goes off-site, `restic check` reads it all, the target holds
+no plaintext of the rows or the upload, the password and the key are in no state file or output in
+clear; the server loses its rows, its upload and its local backups, and `backup.sh offsite-restore`
+brings them back. `pulumi destroy` leaves the repository where it is and says so."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.cli import CliStack
+from tests.e2e.site import FIXTURES
+from tests.e2e.testhost import Lab, Server
+
+pytestmark = pytest.mark.e2e
+
+IP = "198.51.100.10"
+SFTP_IP = "198.51.100.11"
+OWNER = "example"
+FIXTURE = "postgres-uv"
+DOMAIN = "offsite.data.test"
+GITHUB_TOKEN = "ghp_" + "offsit" * 6
+ROW = "a row only the backups remember"
+UPLOAD = "an upload only the backups remember\n"
+REPOSITORY_DIR = f"/home/u1/django-vps/{FIXTURE}"
+
+
+@dataclass
+class Offsite:
+    lab: Lab
+    server: Server
+    sftp: Server
+    stack: CliStack
+    cafile: str
+    first_error: str
+    config: dict[str, str]
+    login_private: str
+    saved_password: str = ""
+
+    def https(self, path: str, form: dict[str, str] | None = None) -> str:
+        argv = ["curl", "-sS", "--fail-with-body", "--cacert", self.cafile, "--resolve", f"{DOMAIN}:443:{IP}"]
+        for key, value in (form or {}).items():
+            argv += ["--data-urlencode", f"{key}={value}"]
+        result = subprocess.run([*argv, f"https://{DOMAIN}{path}"], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def backup_sh(self, *args: str) -> subprocess.CompletedProcess[str]:
+        words = " ".join(shlex.quote(arg) for arg in args)
+        return self.server.run(f"cd / && sudo -u {FIXTURE} -H /opt/django-vps/{FIXTURE}/bin/backup.sh {words} 2>&1")
+
+
+@pytest.fixture(scope="module")
+def offsite(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offsite]:
+    server = lab.server("offsite-app", IP)
+    sftp = lab.server("offsite-sftp", SFTP_IP)
+    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(FIXTURE,))
+    try:
+        login = server.add_sudo_login()
+        sftp.run("useradd --create-home --shell /bin/sh u1 && install -d -m 700 -o u1 -g u1 /home/u1/.ssh", check=True)
+        forge = lab.forge()
+        forge.create_repo(FIXTURE, FIXTURES / FIXTURE)
+        lab.set_a(DOMAIN, IP)
+        stack = CliStack(tmp_path_factory.mktemp("stack"))
+        config = {
+            "domain": DOMAIN,
+            "repository": f"{OWNER}/{FIXTURE}",
+            "appName": FIXTURE,
+            "cloneUrl": forge.url(FIXTURE),
+            "cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
+            "letsencryptEmail": "admin@data.test",
+            "acmeServer": lab.acme_directory,
+            "manageDns": "false",
+            "existingHost": IP,
+            "existingHostUser": "admin",
+            "existingHostKey": server.host_public_key(),
+            "existingHostPrivateKey": login.private_openssh,
+            "deployWorkflow": "false",
+            "offsiteSftpHost": SFTP_IP,
+            "offsiteSftpUser": "u1",
+            "offsiteSftpHostKey": sftp.host_public_key(),
+            "github:token": GITHUB_TOKEN,
+            "github:baseUrl": github.url,
+        }
+        stack.configure(config)
+        # The Storage Box does not know the stack's key yet: the first up says which to authorize.
+        with pytest.raises(auto.CommandError) as refused:
+            stack.up(echo=None)
+        first_error = str(refused.value)
+        state = stack.export()
+        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::blog-offsite-key")]
+        public = key["outputs"]["publicKeyOpenssh"].strip()
+        sftp.run(
+            f"echo {shlex.quote(public)} > /home/u1/.ssh/authorized_keys && chown u1:u1 /home/u1/.ssh/authorized_keys",
+            check=True,
+        )
+        stack.up(echo=None)
+        cafile = tmp_path_factory.mktemp("ca") / "root.pem"
+        cafile.write_text(lab.acme_ca_pem())
+        yield Offsite(lab, server, sftp, stack, str(cafile), first_error, config, login.private_openssh)
+    finally:
+        github.stop()
+        for name in ("offsite-app", "offsite-new", "offsite-sftp"):
+            if name in lab.servers:
+                lab.remove(name)
+
+
+def test_the_first_up_names_the_key_to_authorize_then_the_repository_is_made(offsite: Offsite) -> None:
+    assert f"the SFTP server u1@{SFTP_IP}:22 refused the off-site backups" in offsite.first_error
+    public = offsite.stack.cli("stack", "output", "offsiteSshPublicKey").stdout.strip()
+    assert public.split()[1] in offsite.first_error, offsite.first_error[-2000:]
+    assert offsite.sftp.run(f"test -f {REPOSITORY_DIR}/config").returncode == 0
+    assert offsite.stack.cli("stack", "output", "offsiteRepository").stdout.strip() == (
+        f"sftp:u1@{SFTP_IP}:django-vps/{FIXTURE}"
+    )
+
+
+def test_a_backup_goes_off_site_encrypted_and_checked(offsite: Offsite) -> None:
+    assert offsite.https("/rows/", {"text": ROW}) == "rows 1"
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as file:
+        file.write(UPLOAD)
+        file.flush()
+        saved = subprocess.run(
+            ["curl", "-sS", "--cacert", offsite.cafile, "--resolve", f"{DOMAIN}:443:{IP}",
+             "-F", f"file=@{file.name};filename=remember.txt", f"https://{DOMAIN}/upload/"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+    assert saved.startswith("saved /media/"), saved
+    started = time.monotonic()
+    offsite.server.run(f"systemctl start django-vps-backup-{FIXTURE}.service", check=True)
+    seconds = time.monotonic() - started
+    journal = offsite.server.run(f"journalctl -u django-vps-backup-{FIXTURE}.service -o cat --no-pager").stdout
+    assert "==> off-site: backup " in journal, journal
+    print(f"\nbackup with the off-site copy (SQLite, media, restic over SFTP): {seconds:.2f} s")
+    check = offsite.backup_sh("offsite-check")
+    assert check.returncode == 0 and "no errors were found" in check.stdout, check.stdout
+    snapshots = offsite.backup_sh("offsite-list")
+    assert snapshots.returncode == 0 and "django-vps" in snapshots.stdout, snapshots.stdout
+    # Encrypted: neither the row nor the upload is anywhere in the target in clear.
+    for text in (ROW, UPLOAD.strip(), "CREATE TABLE"):
+        found = offsite.sftp.run(f"grep -r -a -l -F {shlex.quote(text)} /home/u1")
+        assert found.returncode == 1 and not found.stdout, (text, found.stdout)
+    # ...while the local backup does hold them (the test looks for the right thing).
+    assert offsite.server.run(f"grep -r -a -l -F {shlex.quote(ROW)} /home/{FIXTURE}/{FIXTURE}/shared/backups").stdout
+
+
+def test_the_password_and_key_are_in_no_state_or_output_in_clear(offsite: Offsite) -> None:
+    password = offsite.stack.cli("stack", "output", "offsiteRepositoryPassword", "--show-secrets").stdout.strip()
+    assert len(password) == 48
+    private = offsite.server.run(f"cat /home/{FIXTURE}/.config/django-vps/offsite_key", check=True).stdout
+    body = private.splitlines()[2]  # a line of the key's base64
+    assert offsite.server.run(f"cat /home/{FIXTURE}/.config/django-vps/restic-password").stdout.strip() == password
+    for path in ("offsite_key", "restic-password"):
+        mode = offsite.server.run(f"stat -c '%a %U' /home/{FIXTURE}/.config/django-vps/{path}").stdout.strip()
+        assert mode == f"600 {FIXTURE}", (path, mode)
+    assert offsite.stack.cli("stack", "output", "offsiteRepositoryPassword").stdout.strip() == "[secret]"
+    texts = [path.read_text(errors="replace") for path in offsite.stack.state_files()]
+    texts.append(offsite.stack.cli("stack", "export").stdout)
+    texts.append(offsite.stack.cli("stack", "output", "--json").stdout)
+    for text in texts:
+        assert password not in text and body not in text
+
+
+def test_offsite_restore_brings_back_what_the_server_lost(offsite: Offsite) -> None:
+    shared = f"/home/{FIXTURE}/{FIXTURE}/shared"
+    delete = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('DELETE FROM notes_note'); c.commit()"
+    offsite.server.run(f"python3 -c {shlex.quote(delete)} {shared}/db.sqlite3", check=True)
+    offsite.server.run(f"rm -rf {shared}/media/uploads {shared}/backups", check=True)
+    assert offsite.https("/rows/") == "rows 0"
+    restored = offsite.backup_sh("offsite-restore")
+    assert restored.returncode == 0, restored.stdout
+    assert "==> fetched off-site backup " in restored.stdout
+    found = re.search(r"restored backup \S+ in ([0-9.]+) s", restored.stdout)
+    assert found, restored.stdout
+    print(f"\noff-site restore (restic restore, then backup.sh restore): {found.group(1)} s")
+    assert offsite.https("/rows/") == "rows 1"
+    assert offsite.https("/media/uploads/remember.txt") == UPLOAD
+
+
+def test_destroy_keeps_the_off_site_backups_and_says_where(offsite: Offsite) -> None:
+    # What the README tells the user to keep before destroying: the repository's password.
+    offsite.saved_password = offsite.stack.cli(
+        "stack", "output", "offsiteRepositoryPassword", "--show-secrets"
+    ).stdout.strip()
+    destroyed = offsite.stack.destroy(echo=None)
+    assert f"kept the off-site backups in sftp:u1@{SFTP_IP}:django-vps/{FIXTURE}" in destroyed.output, destroyed.output[
+        -3000:
+    ]
+    assert offsite.sftp.run(f"test -f {REPOSITORY_DIR}/config").returncode == 0
+    assert offsite.sftp.run(f"ls {REPOSITORY_DIR}/snapshots").stdout.split()
+
+
+NEW_IP = "198.51.100.12"
+
+
+def test_a_new_server_and_stack_restore_from_the_off_site_repository(
+    offsite: Offsite, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Disaster recovery: the server is gone; a new one, a new stack with the same off-site settings
+    and the repository password kept from the old stack, serves the same rows and upload."""
+    kept = offsite.saved_password
+    assert len(kept) == 48
+    offsite.lab.remove("offsite-app")
+    new = offsite.lab.server("offsite-new", NEW_IP)
+    login = new.add_sudo_login()
+    offsite.lab.set_a(DOMAIN, NEW_IP)
+    stack = CliStack(tmp_path_factory.mktemp("recovered"))
+    stack.configure(
+        {
+            **offsite.config,
+            "existingHost": NEW_IP,
+            "existingHostKey": new.host_public_key(),
+            "existingHostPrivateKey": login.private_openssh,
+            "offsiteRepositoryPassword": kept,
+        }
+    )
+    with pytest.raises(auto.CommandError):  # the new stack's key, not yet authorized
+        stack.up(echo=None)
+    public = stack.cli("stack", "output", "offsiteSshPublicKey", check=False).stdout.strip()
+    if not public:
+        state = stack.export()
+        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::blog-offsite-key")]
+        public = key["outputs"]["publicKeyOpenssh"].strip()
+    offsite.sftp.run(f"echo {shlex.quote(public)} >> /home/u1/.ssh/authorized_keys", check=True)
+    stack.up(echo=None)
+    # The repository was there: opened with the kept password, not made anew.
+    print("\noffsite step on the new server:", _step_stdout(stack, "offsite").strip())
+    recovered = Offsite(offsite.lab, new, offsite.sftp, stack, offsite.cafile, "", offsite.config, "")
+    started = time.monotonic()
+    restored = recovered.backup_sh("offsite-restore")
+    assert restored.returncode == 0, restored.stdout
+    print(f"\ndisaster recovery (new server: offsite-restore after pulumi up): {time.monotonic() - started:.2f} s")
+    https = lambda path: subprocess.run(  # noqa: E731
+        ["curl", "-sS", "--fail-with-body", "--cacert", offsite.cafile, "--resolve", f"{DOMAIN}:443:{NEW_IP}",
+         f"https://{DOMAIN}{path}"], capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert https("/rows/") == "rows 1"
+    assert https("/media/uploads/remember.txt") == UPLOAD
+
+
+def _step_stdout(stack: CliStack, role: str) -> str:
+    from tests.e2e.site import _plain
+
+    state = json.loads(stack.cli("stack", "export", "--show-secrets").stdout)
+    (step,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith(f"-host-{role}")]
+    return _plain(step["outputs"]).get("stdout", "")
