@@ -38,7 +38,9 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "admin-keys": (),
     "packages": (),
     "security": ("packages",),
-    "app-user": ("packages",),
+    # After the hardening: loading the firewall while a connection is open can leave that
+    # connection hanging (seen on the lab: the clone's fetch from the forge stalled for good).
+    "app-user": ("packages", "security"),
     "clone": ("app-user",),
     "env": ("app-user",),
     # (its group lets the app user at the socket: before anything of the app starts)
@@ -51,7 +53,7 @@ STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "offsite": ("packages", "app-user"),
     "nginx": ("packages",),
     "dns-wait": (),
-    "certbot": ("nginx", "dns-wait"),
+    "certbot": ("nginx", "dns-wait", "security"),
     "verify": ("supervisor", "certbot"),
 }
 """Each step and the steps it cannot run before (what it uses that they install)."""

@@ -496,7 +496,9 @@ def _logs_context(s: Settings) -> dict[str, object]:
 def clone_step(s: Settings) -> str:
     ssh_command = (
         f"ssh -i {s.deploy_key_file} -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
-        f"-o UserKnownHostsFile={s.clone_known_hosts}"
+        f"-o UserKnownHostsFile={s.clone_known_hosts} "
+        # A fetch whose connection stalls fails in a minute rather than holding a deploy for ever.
+        "-o ConnectTimeout=20 -o ServerAliveInterval=15 -o ServerAliveCountMax=4"
     )
     return render(
         "host-clone.sh.j2",
