@@ -291,8 +291,8 @@ def test_a_confirmed_replacement_provisions_a_new_server_and_everything_follows(
     assert {name: changed.pop(name) for name in [n for n in changed if n.startswith(f"{APP}-host-")]} == {
         f"{APP}-host-{role}": replaced for role in STEP_NEEDS
     }
-    updated = {f"{APP}-dns-a", f"{APP}-dns-aaaa", f"{APP}-github-production-ssh-host",
-               f"{APP}-github-production-ssh-known-hosts"}  # fmt: skip
+    updated = {f"{APP}-dns-a", f"{APP}-dns-aaaa", f"{APP}-github-ssh-host",
+               f"{APP}-github-ssh-known-hosts"}  # fmt: skip
     assert changed == {name: ["update"] for name in updated}, changed
     (new_id,) = site.hetzner.cloud.servers
     new = site.hetzner.cloud.servers[new_id]
