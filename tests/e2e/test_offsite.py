@@ -100,7 +100,7 @@ def offsite(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offs
             stack.up(echo=None)
         first_error = str(refused.value)
         state = stack.export()
-        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::blog-offsite-key")]
+        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("-offsite-key")]
         public = key["outputs"]["publicKeyOpenssh"].strip()
         sftp.run(
             f"echo {shlex.quote(public)} > /home/u1/.ssh/authorized_keys && chown u1:u1 /home/u1/.ssh/authorized_keys",
@@ -231,7 +231,7 @@ def test_a_new_server_and_stack_restore_from_the_off_site_repository(
     public = stack.cli("stack", "output", "offsiteSshPublicKey", check=False).stdout.strip()
     if not public:
         state = stack.export()
-        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::blog-offsite-key")]
+        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("-offsite-key")]
         public = key["outputs"]["publicKeyOpenssh"].strip()
     offsite.sftp.run(f"echo {shlex.quote(public)} >> /home/u1/.ssh/authorized_keys", check=True)
     stack.up(echo=None)
