@@ -64,8 +64,8 @@ class Offsite:
 
 @pytest.fixture(scope="module")
 def offsite(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offsite]:
-    server = lab.server("offsite-app", IP)
-    sftp = lab.server("offsite-sftp", SFTP_IP)
+    server = lab.server("offapp", IP)
+    sftp = lab.server("offsftp", SFTP_IP)
     github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(FIXTURE,))
     try:
         login = server.add_sudo_login()
@@ -100,7 +100,7 @@ def offsite(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offs
             stack.up(echo=None)
         first_error = str(refused.value)
         state = stack.export()
-        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::blog-offsite-key")]
+        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("-offsite-key")]
         public = key["outputs"]["publicKeyOpenssh"].strip()
         sftp.run(
             f"echo {shlex.quote(public)} > /home/u1/.ssh/authorized_keys && chown u1:u1 /home/u1/.ssh/authorized_keys",
@@ -112,7 +112,7 @@ def offsite(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offs
         yield Offsite(lab, server, sftp, stack, str(cafile), first_error, config, login.private_openssh)
     finally:
         github.stop()
-        for name in ("offsite-app", "offsite-new", "offsite-sftp"):
+        for name in ("offapp", "offnew", "offsftp"):
             if name in lab.servers:
                 lab.remove(name)
 
@@ -212,8 +212,8 @@ def test_a_new_server_and_stack_restore_from_the_off_site_repository(
     and the repository password kept from the old stack, serves the same rows and upload."""
     kept = offsite.saved_password
     assert len(kept) == 48
-    offsite.lab.remove("offsite-app")
-    new = offsite.lab.server("offsite-new", NEW_IP)
+    offsite.lab.remove("offapp")
+    new = offsite.lab.server("offnew", NEW_IP)
     login = new.add_sudo_login()
     offsite.lab.set_a(DOMAIN, NEW_IP)
     stack = CliStack(tmp_path_factory.mktemp("recovered"))
@@ -231,7 +231,7 @@ def test_a_new_server_and_stack_restore_from_the_off_site_repository(
     public = stack.cli("stack", "output", "offsiteSshPublicKey", check=False).stdout.strip()
     if not public:
         state = stack.export()
-        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::blog-offsite-key")]
+        (key,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("-offsite-key")]
         public = key["outputs"]["publicKeyOpenssh"].strip()
     offsite.sftp.run(f"echo {shlex.quote(public)} >> /home/u1/.ssh/authorized_keys", check=True)
     stack.up(echo=None)
