@@ -342,11 +342,10 @@ def django_env(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) 
         ("LOG_LEVEL", logs.level),
     ]
     given = {name for name, _ in [*s.django_env, *secret_env]}
-    provided = [] if "DATABASE_URL" in given else [("DATABASE_URL", s.database_url)]
-    if s.redis:
-        provided.append(("REDIS_URL", f"unix://{REDIS_SOCKET}?db=0"))
     # The user's own DATABASE_URL (or DB_NAME...) wins over the database the program provides.
     provided = [(name, value) for name, value in s.database_env if name not in given]
+    if s.redis:  # (settings refuse a REDIS_URL of the user's with redis on)
+        provided.append(("REDIS_URL", f"unix://{REDIS_SOCKET}?db=0"))
     return render("django.env.j2", variables=[*managed, *provided, *s.django_env, *secret_env])
 
 

@@ -525,3 +525,14 @@ def test_a_new_worker_count_is_live_after_a_hup(running) -> None:
     assert int(ctl("pid", s.app_name).stdout) == master
     code, page = get(host.path(s.socket_path), "/", s.domain)
     assert code == 200 and "Hello from django-vps" in page
+
+
+def test_redis_on_puts_its_socket_url_in_the_apps_environment_beside_the_database() -> None:
+    """(A merge once dropped it: the worker then met `--url $REDIS_URL` unexpanded.)"""
+    s = make_settings(redis="true")
+    lines = render.django_env(s, "k" * 50, []).splitlines()
+    assert "REDIS_URL=unix:///run/redis/redis-server.sock?db=0" in lines
+    assert any(line.startswith("DATABASE_URL=") for line in lines)
+    assert not any(
+        line.startswith("REDIS_URL=") for line in render.django_env(make_settings(), "k" * 50, []).splitlines()
+    )
