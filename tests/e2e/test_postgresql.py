@@ -24,6 +24,7 @@ from tests.e2e.cli import CliStack
 from tests.e2e.site import FIXTURES, _plain
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.forge import Forge
+from tests.e2e.testhost.image import SUITE, build_image
 from tests.render.test_snapshots import ADD_TITLE, FAIL_HALF_WAY
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +45,8 @@ class Deployed:
     config: dict[str, str]
     cafile: str
     up_seconds: float
+    image: str
+    repo: str
 
     def https(self, path: str, form: dict[str, str] | None = None) -> str:
         argv = ["curl", "-sS", "--fail-with-body", "--cacert", self.cafile, "--resolve", f"{DOMAIN}:443:{IP}"]
@@ -58,20 +61,27 @@ class Deployed:
         return self.server.run(command)
 
 
-@pytest.fixture(scope="module")
-def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    server = lab.server("pgdata", IP)
-    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(FIXTURE,))
+# The distribution's PostgreSQL: 15 on Debian 12, 17 on Debian 13.
+POSTGRESQL = {"debian-12": ("bookworm", "15"), "debian-13": ("trixie", "17")}
+
+
+@pytest.fixture(scope="module", params=list(POSTGRESQL))
+def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Deployed]:
+    image = request.param
+    suite, _ = POSTGRESQL[image]
+    server = lab.server("pgdata", IP, image=None if suite == SUITE else build_image(suite=suite))
+    repo = f"pg-{suite}"  # one repository per run: the forge lives as long as the lab
+    github = lab.github_api(OWNER, GITHUB_TOKEN, repositories=(repo,))
     try:
         login = server.add_sudo_login()
         forge = lab.forge()
-        forge.create_repo(FIXTURE, FIXTURES / FIXTURE)
+        forge.create_repo(repo, FIXTURES / FIXTURE)
         lab.set_a(DOMAIN, IP)
         config = {
             "domain": DOMAIN,
-            "repository": f"{OWNER}/{FIXTURE}",
+            "repository": f"{OWNER}/{repo}",
             "appName": FIXTURE,
-            "cloneUrl": forge.url(FIXTURE),
+            "cloneUrl": forge.url(repo),
             "cloneHostKeys": json.dumps([f"{forge.ip} {forge.host_public_key()}"]),
             "letsencryptEmail": "admin@data.test",
             "acmeServer": lab.acme_directory,
@@ -82,6 +92,7 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dep
             "existingHostPrivateKey": login.private_openssh,
             "deployWorkflow": "false",
             "database": "postgresql",
+            "image": image,
             "github:token": GITHUB_TOKEN,
             "github:baseUrl": github.url,
         }
@@ -90,7 +101,7 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dep
         first = stack.up(echo=None)
         cafile = tmp_path_factory.mktemp("ca") / "root.pem"
         cafile.write_text(lab.acme_ca_pem())
-        yield Deployed(lab, server, forge, stack, config, str(cafile), first.seconds)
+        yield Deployed(lab, server, forge, stack, config, str(cafile), first.seconds, image, repo)
     finally:
         github.stop()
         lab.remove("pgdata")
@@ -107,8 +118,10 @@ def _step_output(stack: CliStack, role: str) -> str:
 
 
 def test_postgresql_serves_the_site_and_keeps_its_rows_in_postgresql(deployed: Deployed) -> None:
-    print(f"\nfirst pulumi up with database postgresql: {deployed.up_seconds:.1f} s")
+    print(f"\nfirst pulumi up with database postgresql ({deployed.image}): {deployed.up_seconds:.1f} s")
     database = _step_output(deployed.stack, "database")
+    version = POSTGRESQL[deployed.image][1]
+    assert f"PostgreSQL {version}: database {FIXTURE} of role" in database, database
     assert f"database {FIXTURE} of role {FIXTURE}, on /var/run/postgresql only (peer authentication)" in database
     deploy = _step_output(deployed.stack, "deploy")
     assert "settings overlay: DATABASES: default: postgres:///postgres-uv?host=/var/run/postgresql" in deploy, deploy
@@ -199,7 +212,7 @@ def _tables(deployed: Deployed) -> set[str]:
 
 def test_a_migration_that_fails_half_way_is_put_back_from_its_pre_migration_snapshot(deployed: Deployed) -> None:
     live = deployed.server.run(f"readlink /home/{FIXTURE}/{FIXTURE}/current", check=True).stdout.strip()
-    deployed.forge.push_commit(FIXTURE, FAILING, "A migration that fails half-way")
+    deployed.forge.push_commit(deployed.repo, FAILING, "A migration that fails half-way")
     failed = _deploy_sh(deployed)
     assert failed.returncode != 0, failed.stdout
     assert (FIXTURES / FIXTURE / "notes" / "models.py").read_text() != MODELS_WITH_TITLE
@@ -226,7 +239,7 @@ def test_a_migration_that_fails_half_way_is_put_back_from_its_pre_migration_snap
 
 def test_a_rollback_restores_the_database_only_when_asked(deployed: Deployed) -> None:
     deployed.forge.push_commit(
-        FIXTURE, {"notes/migrations/0003_tag_and_data.py": HARMLESS_0003}, "The data migration, fixed"
+        deployed.repo, {"notes/migrations/0003_tag_and_data.py": HARMLESS_0003}, "The data migration, fixed"
     )
     deployed_again = _deploy_sh(deployed)
     assert deployed_again.returncode == 0, deployed_again.stdout
