@@ -286,10 +286,10 @@ def test_a_confirmed_replacement_provisions_a_new_server_and_everything_follows(
     # replacement to its deletedWith dependents: pkg/resource/deploy/step_generator.go), so each one's
     # create runs on the new host, and the old ones' delete is nothing (they have none). The DNS
     # records and the secrets that carry the address are updated; nothing else changed.
-    from components.host import STEP_NEEDS
+    from components.host import steps_of
 
     assert {name: changed.pop(name) for name in [n for n in changed if n.startswith(f"{APP}-host-")]} == {
-        f"{APP}-host-{role}": replaced for role in STEP_NEEDS
+        f"{APP}-host-{role}": replaced for role in steps_of(site.settings, created=True)
     }
     updated = {f"{APP}-dns-a", f"{APP}-dns-aaaa", f"{APP}-github-ssh-host",
                f"{APP}-github-ssh-known-hosts"}  # fmt: skip

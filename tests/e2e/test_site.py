@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from components import render
-from components.host import STEP_NEEDS
+from components.host import steps_of
 from tests.e2e import web
 from tests.e2e.site import APP, DOMAIN, FIXTURES, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab
@@ -116,7 +116,8 @@ def test_a_second_run_changes_and_restarts_nothing(deployed: Deployed, monkeypat
     )
     forced = deployed.stack.up(echo=None)
     print(f"\nsecond run with every step's script edited (all updated): {forced.seconds:.1f} s")
-    steps = {f"{APP}-host-{role}" for role in STEP_NEEDS}  # a created server's: admin-keys too
+    # A created server's steps for these settings: admin-keys too, no database or off-site steps.
+    steps = {f"{APP}-host-{role}" for role in steps_of(deployed.settings, created=True)}
     assert {name for name, ops in forced.changed().items() if ops == ["update"]} == steps, forced.changed()
     assert _masters(deployed) == before
     assert deployed.https("/").status == 200
