@@ -207,24 +207,23 @@ def release_check_py() -> str:
     return (FILES / "release_check.py").read_text()
 
 
-def run_process_sh(s: Settings) -> str:
+def _launcher_sh(s: Settings, what: str, commands_file: str) -> str:
+    """run-process and run-scheduled: one launcher (django_vps_exec.py), each with its commands' file."""
     return render(
         "run-process.sh.j2",
         **_paths(s),
-        what="processes",
+        what=what,
         exec_py=f"{s.bin_dir}/django_vps_exec.py",
-        processes_json=s.processes_file,
+        processes_json=commands_file,
     )
+
+
+def run_process_sh(s: Settings) -> str:
+    return _launcher_sh(s, "processes", s.processes_file)
 
 
 def run_scheduled_sh(s: Settings) -> str:
-    return render(
-        "run-process.sh.j2",
-        **_paths(s),
-        what="scheduled commands",
-        exec_py=f"{s.bin_dir}/django_vps_exec.py",
-        processes_json=s.schedule_file,
-    )
+    return _launcher_sh(s, "scheduled commands", s.schedule_file)
 
 
 def schedule_json(s: Settings) -> str:

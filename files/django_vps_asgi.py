@@ -5,14 +5,12 @@ import path). deploy.sh puts a copy at the top of each release."""
 from __future__ import annotations
 
 import importlib
-import json
 
-from django_vps_wsgi import FACTS, RELEASE, prepare
+from django_vps_wsgi import enter
 
 
 def _load_application():  # type: ignore[no-untyped-def]
-    facts = json.loads(FACTS.read_text())
-    prepare(RELEASE, facts["project_dir"], facts["settings_module"], facts["project_settings"])
+    facts = enter()
     module, _, name = facts["asgi_application"].partition(":")
     return getattr(importlib.import_module(module), name)
 

@@ -18,8 +18,7 @@ release = Path.cwd().resolve()
 sys.path.insert(0, str(release))
 import django_vps_wsgi  # noqa: E402  (the release's own copy, found through the line above)
 
-facts = json.loads((release / ".django-vps" / "release.json").read_text())
-django_vps_wsgi.prepare(release, facts["project_dir"], facts["settings_module"], facts["project_settings"])
+facts = django_vps_wsgi.enter(release)
 argv = [os.path.expandvars(word) for word in json.loads(Path(sys.argv[1]).read_text())[sys.argv[2]]]
 project = release / facts["project_dir"]
 venv = release / ".venv"

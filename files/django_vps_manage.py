@@ -5,7 +5,6 @@ root's directory for the app; run by bin/manage as the app user, from the live r
     sudo django-vps-manage APP createsuperuser
 """
 
-import json
 import runpy
 import sys
 from pathlib import Path
@@ -14,8 +13,7 @@ release = Path.cwd().resolve()
 sys.path.insert(0, str(release))
 import django_vps_wsgi  # noqa: E402  (the release's own copy, found through the line above)
 
-facts = json.loads((release / ".django-vps" / "release.json").read_text())
-django_vps_wsgi.prepare(release, facts["project_dir"], facts["settings_module"], facts["project_settings"])
+facts = django_vps_wsgi.enter(release)
 manage_py = release / facts["project_dir"] / "manage.py"
 sys.argv = [str(manage_py), *sys.argv[1:]]
 runpy.run_path(str(manage_py), run_name="__main__")

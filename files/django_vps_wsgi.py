@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 RELEASE = Path(__file__).resolve().parent
-FACTS = RELEASE / ".django-vps" / "release.json"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -52,9 +51,16 @@ def prepare(release: Path, project_dir: str, settings_module: str, project_setti
             sys.path.insert(0, path)
 
 
+def enter(release: Path = RELEASE) -> dict[str, str]:
+    """The release's facts (release.json), with the process prepared for them: what gunicorn's entry
+    points, management commands and the processes' launcher all start with."""
+    facts = json.loads((release / ".django-vps" / "release.json").read_text())
+    prepare(release, facts["project_dir"], facts["settings_module"], facts["project_settings"])
+    return facts
+
+
 def _load_application():  # type: ignore[no-untyped-def]
-    facts = json.loads(FACTS.read_text())
-    prepare(RELEASE, facts["project_dir"], facts["settings_module"], facts["project_settings"])
+    facts = enter()
     module, _, name = facts["wsgi_application"].partition(":")
     return getattr(importlib.import_module(module), name)
 
