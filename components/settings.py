@@ -663,6 +663,16 @@ def check_text(key: str, text: str, *, index: int | None = None) -> str:
     return text
 
 
+def _json(raw: Any) -> Any:
+    """An array or object setting as the engine passes it (JSON text), or None when it is not JSON."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+
+
 def _parse(key: str, kind: str, raw: Any) -> Any:
     """Config arrives as strings (or JSON for arrays); convert to the declared type."""
     if kind == "string":
@@ -678,30 +688,20 @@ def _parse(key: str, kind: str, raw: Any) -> Any:
             raise SettingError(key, f"{str(raw)!r} is not a boolean: use true or false")
         return text == "true"
     if kind == "array" and declared_config()[key].get("items", {}).get("type") == "object":
-        value = json.loads(raw) if isinstance(raw, str) else raw
+        value = _json(raw)
         if not isinstance(value, list) or not all(
             isinstance(item, dict) and all(isinstance(v, str) for v in item.values()) for item in value
         ):
             raise SettingError(key, f"{str(raw)[:60]!r} is not a list of maps of strings ({{name, on, command}})")
         return [{check_text(key, k).strip(): check_text(key, v).strip() for k, v in item.items()} for item in value]
     if kind == "array":
-        value = raw
-        if isinstance(raw, str):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = None
+        value = _json(raw)
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             shown = "" if _is_secret(key) else f"{str(raw)[:60]!r} is not a list of strings: "
             raise SettingError(key, f"{shown}must be a list of strings (pulumi config set --path '{key}[0]' <value>)")
         return [check_text(key, item, index=index).strip() for index, item in enumerate(value)]
     if kind == "object":
-        value = raw
-        if isinstance(raw, str):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = None
+        value = _json(raw)
         if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
             raise SettingError(
                 key,

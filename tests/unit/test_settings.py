@@ -500,6 +500,7 @@ BAD: list[Any] = [
         "given twice",
     ),
     ({"schedule": '["daily clearsessions"]'}, "schedule", "daily clearsessions", "list of maps"),
+    ({"schedule": "daily clearsessions"}, "schedule", "daily clearsessions", "list of maps"),  # not JSON at all
     ({"redisMaxMemory": "64 mb"}, "redisMaxMemory", "64 mb", "e.g. 64mb"),
     ({"redisMaxMemory": "lots"}, "redisMaxMemory", "lots", "kb, mb or gb"),
     ({"redisEvictionPolicy": "lru"}, "redisEvictionPolicy", "lru", "allkeys-lru, allkeys-lfu"),
