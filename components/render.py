@@ -295,9 +295,10 @@ SUDO_COMMANDS = (("avail",), ("status", "{app}"), ("signal", "HUP", "{app}"), ("
 def sudo_commands(s: Settings) -> tuple[tuple[str, ...], ...]:
     base = (SUPERVISORCTL, "-c", SUPERVISOR_CONF)
     commands = [(*base, *(word.format(app=s.app_name) for word in args)) for args in SUDO_COMMANDS]
-    # A deploy restarts the processes: each by its exact name.
+    # A deploy restarts the processes: each by its exact name (and stops them while it moves a
+    # SQLite database into PostgreSQL: deploy.sh move_sqlite).
     for program in s.process_programs:
-        commands += [(*base, "restart", program), (*base, "status", program)]
+        commands += [(*base, "restart", program), (*base, "status", program), (*base, "stop", program)]
     return tuple(commands)
 
 
@@ -599,6 +600,7 @@ def deploy_step(s: Settings) -> str:
             **runtime_files(),
             "django_vps_manage.py": (FILES / "django_vps_manage.py").read_text(),
             "django_vps_exec.py": (FILES / "django_vps_exec.py").read_text(),
+            "move_sqlite.py": (FILES / "move_sqlite.py").read_text(),
             "processes.json": processes_json(s),
             "schedule.json": schedule_json(s),
         },

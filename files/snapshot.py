@@ -92,6 +92,17 @@ def take(database: dict[str, object], stem: Path, **facts: object) -> dict[str, 
     return described
 
 
+def _sqlite_backup(source_path: Path, target_path: Path) -> None:
+    """SQLite's backup API from a snapshot into a database file (under SQLite's own lock)."""
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    target = sqlite3.connect(str(target_path), timeout=30)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+
+
 def restore(meta_path: Path) -> dict[str, object]:
     described = json.loads(meta_path.read_text())
     path = meta_path.parent / str(described["file"])
@@ -99,13 +110,20 @@ def restore(meta_path: Path) -> dict[str, object]:
         raise FileNotFoundError(f"the snapshot {path} is missing")
     started = time.monotonic()
     if described["engine"] == "sqlite":
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        target = sqlite3.connect(str(described["name"]), timeout=30)
         try:
-            source.backup(target)
-        finally:
-            target.close()
-            source.close()
+            _sqlite_backup(path, Path(str(described["name"])))
+        except sqlite3.DatabaseError:
+            # The live file is no database at all (its header overwritten, say): SQLite cannot write
+            # into it, so a new file takes its place, and the old one's journal goes with it.
+            live = Path(str(described["name"]))
+            fresh = live.with_name(live.name + ".restoring")
+            fresh.unlink(missing_ok=True)
+            _sqlite_backup(path, fresh)
+            fresh.chmod(0o600)
+            for suffix in ("-wal", "-shm", "-journal"):
+                live.with_name(live.name + suffix).unlink(missing_ok=True)
+            fresh.replace(live)
+            described = {**described, "replaced": "the live file was not a readable database: replaced"}
     else:
         env = dict(os.environ)
         for key in ("host", "port", "user"):
@@ -152,6 +170,8 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, KeyError, sqlite3.Error, subprocess.CalledProcessError) as error:
         print(f"snapshot restore failed: {error}", file=sys.stderr)
         return 1
+    if "replaced" in done:
+        print(f"==> {done['replaced']}")
     print(f"==> database restored from {done['file']} in {done['restore_seconds']} s")
     return 0
 

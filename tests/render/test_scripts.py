@@ -136,6 +136,7 @@ def _embedded(s) -> dict[str, list[str | None]]:
             *render.runtime_files().values(),
             (render.FILES / "django_vps_manage.py").read_text(),
             (render.FILES / "django_vps_exec.py").read_text(),
+            (render.FILES / "move_sqlite.py").read_text(),
             render.processes_json(s),
             render.schedule_json(s),
             render.run_process_sh(s),

@@ -134,3 +134,30 @@ def test_a_migration_that_fails_half_way_is_put_back_from_the_pre_migration_snap
     after = (db.tables(), db.columns(), db.notes_migrations(), db.query("SELECT text FROM notes_note ORDER BY id"))
     assert after == before
     print(f"\n{kind}: snapshot {described['bytes']} bytes in {described['seconds']} s; {restored.stdout.strip()}")
+
+
+def test_a_sqlite_file_that_is_no_database_any_more_is_replaced_by_the_snapshot(tmp_path: Path) -> None:
+    """A corrupted header ("file is not a database"): SQLite's backup API cannot write into the file,
+    so the restore puts a new file in its place (with no stale journal beside it)."""
+    live = tmp_path / "db.sqlite3"
+    with sqlite3.connect(live) as connection:
+        connection.execute("CREATE TABLE notes_note (id INTEGER PRIMARY KEY, text TEXT)")
+        connection.executemany("INSERT INTO notes_note (text) VALUES (?)", [("kept one",), ("kept two",)])
+    connection.close()
+    facts = tmp_path / "release.json"
+    facts.write_text(json.dumps({"database": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(live)}}))
+    snapshot = [sys.executable, "-I", str(ROOT / "files" / "snapshot.py")]
+    taken = subprocess.run([*snapshot, "take", str(facts), str(tmp_path / "snap")], capture_output=True, text=True)
+    assert taken.returncode == 0, taken.stderr
+    with live.open("r+b") as file:
+        file.write(b"\0garbage" * 512)
+    (tmp_path / "db.sqlite3-wal").write_bytes(b"a stale journal of the corrupted file")
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        sqlite3.connect(live).execute("SELECT count(*) FROM notes_note")
+    restored = subprocess.run([*snapshot, "restore", str(tmp_path / "snap.json")], capture_output=True, text=True)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "the live file was not a readable database: replaced" in restored.stdout
+    assert not (tmp_path / "db.sqlite3-wal").exists()
+    with sqlite3.connect(live) as connection:
+        assert [r[0] for r in connection.execute("SELECT text FROM notes_note ORDER BY id")] == ["kept one", "kept two"]
+    assert oct(live.stat().st_mode & 0o777) == "0o600"

@@ -57,6 +57,7 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
         f"{s.bin_dir}/django_vps_manage.py": (render.FILES / "django_vps_manage.py").read_text(),
         s.manage_script: render.manage_sh(s),
         f"{s.bin_dir}/django_vps_exec.py": (render.FILES / "django_vps_exec.py").read_text(),
+        f"{s.bin_dir}/move_sqlite.py": (render.FILES / "move_sqlite.py").read_text(),
         s.processes_file: render.processes_json(s),
         s.run_process_script: render.run_process_sh(s),
         s.schedule_file: render.schedule_json(s),
@@ -69,6 +70,7 @@ def test_deploy_step_installs_run_and_deploy_scripts_then_deploys(variant, sandb
     assert sandbox.meta(s.release_check) == ("0644", "root:root")
     assert sandbox.meta(s.redact_script) == ("0644", "root:root")
     assert sandbox.meta(f"{s.bin_dir}/snapshot.py") == ("0644", "root:root")
+    assert sandbox.meta(f"{s.bin_dir}/move_sqlite.py") == ("0644", "root:root")
     assert sandbox.meta(s.gunicorn_conf) == ("0644", "root:root")  # read by gunicorn, which the app user runs
     # Root's directory for the app, outside the app user's home.
     assert s.bin_dir == f"/opt/django-vps/{s.app_name}/bin" and not s.bin_dir.startswith(s.home)
