@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import figures
+
 ROOT_NEEDED = "needs root: it acts as root against files of another uid (tests/run runs as root)"
 # The only skips allowed, by their exact reason, each with why it is acceptable. Add one only for a
 # condition the project's test command (`tests/run`, as root on Debian 12) never meets.
@@ -47,7 +49,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if reason not in ALLOWED_SKIPS:
             report.outcome = "failed"
             report.longrepr = f"{report.longrepr[0]}:{report.longrepr[1]}: {disallowed(reason)}"
+    report.user_properties.extend(("figure", text) for text in figures.PENDING)
+    figures.PENDING.clear()
     return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    shown = [
+        (report.nodeid, value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport)
+        for name, value in report.user_properties
+        if name == "figure"
+    ]
+    if shown:
+        terminalreporter.section("figures")
+        for nodeid, text in shown:
+            terminalreporter.write_line(f"{nodeid}:")
+            for line in text.splitlines():
+                terminalreporter.write_line(f"  {line}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -25,6 +25,7 @@ from tests.e2e.cli import CliStack, Run
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.github_api import GitHubAPI, GitHubModel
 from tests.e2e.testhost.hetzner_api import HetznerAPI
+from tests.support.figures import figure
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DOMAIN = "blog.test"
@@ -241,7 +242,7 @@ def deploy_site(
     cafile.write_text(lab.acme_ca_pem())
     site = Deployed(lab, stack, hetzner, github, config, first, converge, str(cafile), dict(first.outputs))
     assert site.settings.domain == DOMAIN
-    print(
+    figure(
         f"\nconverge on the real CLI (bare API to HTTPS, Hetzner mode, {config.get('django-vps:image', 'debian-12')}):"
         f" {converge:.1f} s"
     )

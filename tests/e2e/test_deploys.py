@@ -13,6 +13,7 @@ from tests.e2e import web
 from tests.e2e.load import LoadResult, steady_load
 from tests.e2e.site import DOMAIN, FIXTURES, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +77,7 @@ def test_a_deploy_under_load_drops_no_request_and_serves_the_new_code(site: Depl
     assert status == 0, out + err
     assert_nothing_failed(load)
     web.wait_for(SERVER_IP, DOMAIN, "/", "release two", cafile=site.cafile, timeout=10)
-    print(f"\ndeploy under load: {seconds:.1f} s, {load.sent} requests, {load.failed} failed, p99 {load.p99_seconds}")
+    figure(f"deploy under load: {seconds:.1f} s, {load.sent} requests, {load.failed} failed, p99 {load.p99_seconds}")
 
 
 def test_a_code_only_deploy_is_fast(site: Deployed) -> None:
@@ -86,7 +87,7 @@ def test_a_code_only_deploy_is_fast(site: Deployed) -> None:
     assert "dependencies unchanged" in out and "npm packages unchanged" in out
     web.wait_for(SERVER_IP, DOMAIN, "/", "release three", cafile=site.cafile, timeout=10)
     # A figure, not a budget: benchmarks/deploys.py measures it side by side.
-    print(f"\ncode-only deploy: {seconds:.2f} s")
+    figure(f"code-only deploy: {seconds:.2f} s")
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from tests.e2e.site import FIXTURES
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.github_api import GitHubAPI
 from tests.e2e.testhost.keys import new_ed25519
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +94,7 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         preview = stack.preview(echo=None)
         assert preview.changes.get("create", 0) > 20 and set(preview.changes) == {"create"}, preview.changes
         first = stack.up()
-        print(f"\nconverge on the real CLI (existing host, requirements.txt): {first.seconds:.1f} s")
+        figure(f"converge on the real CLI (existing host, requirements.txt): {first.seconds:.1f} s")
         cafile = tmp_path_factory.mktemp("ca") / "root.pem"
         cafile.write_text(lab.acme_ca_pem())
         yield Site(lab, server, stack, github, login.private_openssh, str(cafile), first)
@@ -119,7 +120,7 @@ def test_nothing_to_do_after_up(site: Site) -> None:
     again = site.stack.up(echo=None)
     assert set(again.changes) == {"same"}, again.changes
     assert again.changed() == {}
-    print(f"\nno-op up on the real CLI: {again.seconds:.1f} s")
+    figure(f"no-op up on the real CLI: {again.seconds:.1f} s")
 
 
 def test_refresh_finds_no_drift(site: Site) -> None:
@@ -184,7 +185,7 @@ def test_changing_settings_and_every_template_under_load_removes_nothing(
     monkeypatch.setattr(render, "render", edited)
     with steady_load(IP, DOMAIN, "/health/") as load:
         changed = site.stack.up()
-    print(f"\nconfig change under load: {load.sent} requests, {load.failed} failed; up {changed.seconds:.1f} s")
+    figure(f"config change under load: {load.sent} requests, {load.failed} failed; up {changed.seconds:.1f} s")
     assert load.sent > 100 and load.failed == 0, load.output[-2000:]
     touched = changed.changed()
     steps = {f"{APP}-host-{role}" for role in STEPS} | {f"{APP}-host-teardown-{part}" for part in TEARDOWN_AFTER}

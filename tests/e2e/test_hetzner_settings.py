@@ -30,6 +30,7 @@ from tests.e2e.cli import Run, workspace_options
 from tests.e2e.site import APP, DOMAIN, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab
 from tests.e2e.testhost.hetzner_api import HetznerAPI, NoMachines
+from tests.support.figures import figure
 from tests.support.keys import new_ed25519
 
 pytestmark = pytest.mark.e2e
@@ -278,7 +279,7 @@ def test_a_confirmed_replacement_provisions_a_new_server_and_everything_follows(
 
     site.stack.configure({"replaceServer": "true"})
     run = site.stack.up(echo=None)
-    print(f"\nconfirmed replacement, new server provisioned from scratch: {run.seconds:.1f} s")
+    figure(f"confirmed replacement, new server provisioned from scratch: {run.seconds:.1f} s")
     changed = run.changed()
     replaced = ["create-replacement", "replace", "delete-replaced"]
     assert changed.pop(f"{APP}-server-server") == replaced, run.ops

@@ -24,6 +24,7 @@ from pulumi import automation as auto
 from tests.e2e.cli import CliStack
 from tests.e2e.site import FIXTURES
 from tests.e2e.testhost import Lab, Server
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +145,7 @@ def test_a_backup_goes_off_site_encrypted_and_checked(offsite: Offsite) -> None:
     seconds = time.monotonic() - started
     journal = offsite.server.run(f"journalctl -u django-vps-backup-{FIXTURE}.service -o cat --no-pager").stdout
     assert "==> off-site: backup " in journal, journal
-    print(f"\nbackup with the off-site copy (SQLite, media, restic over SFTP): {seconds:.2f} s")
+    figure(f"backup with the off-site copy (SQLite, media, restic over SFTP): {seconds:.2f} s")
     check = offsite.backup_sh("offsite-check")
     assert check.returncode == 0 and "no errors were found" in check.stdout, check.stdout
     snapshots = offsite.backup_sh("offsite-list")
@@ -185,7 +186,7 @@ def test_offsite_restore_brings_back_what_the_server_lost(offsite: Offsite) -> N
     assert "==> fetched off-site backup " in restored.stdout
     found = re.search(r"restored backup \S+ in ([0-9.]+) s", restored.stdout)
     assert found, restored.stdout
-    print(f"\noff-site restore (restic restore, then backup.sh restore): {found.group(1)} s")
+    figure(f"off-site restore (restic restore, then backup.sh restore): {found.group(1)} s")
     assert offsite.https("/rows/") == "rows 1"
     assert offsite.https("/media/uploads/remember.txt") == UPLOAD
 
@@ -240,12 +241,12 @@ def test_a_new_server_and_stack_restore_from_the_off_site_repository(
     offsite.sftp.run(f"echo {shlex.quote(public)} >> /home/u1/.ssh/authorized_keys", check=True)
     stack.up(echo=None)
     # The repository was there: opened with the kept password, not made anew.
-    print("\noffsite step on the new server:", _step_stdout(stack, "offsite").strip())
+    figure("offsite step on the new server:", _step_stdout(stack, "offsite").strip())
     recovered = Offsite(offsite.lab, new, offsite.sftp, stack, offsite.cafile, "", offsite.config, "")
     started = time.monotonic()
     restored = recovered.backup_sh("offsite-restore")
     assert restored.returncode == 0, restored.stdout
-    print(f"\ndisaster recovery (new server: offsite-restore after pulumi up): {time.monotonic() - started:.2f} s")
+    figure(f"disaster recovery (new server: offsite-restore after pulumi up): {time.monotonic() - started:.2f} s")
     https = lambda path: subprocess.run(  # noqa: E731
         ["curl", "-sS", "--fail-with-body", "--cacert", offsite.cafile, "--resolve", f"{DOMAIN}:443:{NEW_IP}",
          f"https://{DOMAIN}{path}"], capture_output=True, text=True, timeout=30, check=True,

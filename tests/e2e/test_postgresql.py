@@ -26,6 +26,7 @@ from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.forge import Forge
 from tests.e2e.testhost.image import SUITE, build_image
 from tests.render.test_snapshots import ADD_TITLE, FAIL_HALF_WAY
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +119,7 @@ def _step_output(stack: CliStack, role: str) -> str:
 
 
 def test_postgresql_serves_the_site_and_keeps_its_rows_in_postgresql(deployed: Deployed) -> None:
-    print(f"\nfirst pulumi up with database postgresql ({deployed.image}): {deployed.up_seconds:.1f} s")
+    figure(f"first pulumi up with database postgresql ({deployed.image}): {deployed.up_seconds:.1f} s")
     database = _step_output(deployed.stack, "database")
     version = POSTGRESQL[deployed.image][1]
     assert f"PostgreSQL {version}: database {FIXTURE} of role" in database, database
@@ -231,7 +232,7 @@ def test_a_migration_that_fails_half_way_is_put_back_from_its_pre_migration_snap
     assert restored.returncode == 0, restored.stdout
     seconds = re.search(r"database restored from \S+ in ([0-9.]+) s", restored.stdout)
     assert seconds, restored.stdout
-    print(f"\nrestore of the pre-migration snapshot (pg_restore in one transaction): {seconds.group(1)} s")
+    figure(f"restore of the pre-migration snapshot (pg_restore in one transaction): {seconds.group(1)} s")
     assert _notes_migrations(deployed) == ["0001_initial"]
     assert "notes_tag" not in _tables(deployed)
     assert deployed.https("/rows/") == "rows 2"
@@ -307,7 +308,7 @@ def test_the_timers_backup_and_a_restore_bring_back_rows_and_media(deployed: Dep
     files = deployed.server.run(f"ls -laR {shared}/media; tar -tvf {shared}/backups/{backup_id}/media.tar").stdout
     assert deployed.server.run(f"cat {shlex.quote(media)}").stdout == "an upload worth keeping\n", files
     assert deployed.https(url) == "an upload worth keeping\n", files
-    print(f"\nbackup (timer's service, pg_dump + tar): {backup_seconds:.2f} s; restore: {found.group(1)} s")
+    figure(f"backup (timer's service, pg_dump + tar): {backup_seconds:.2f} s; restore: {found.group(1)} s")
 
 
 def _backup_sh(deployed: Deployed, *args: str) -> subprocess.CompletedProcess[str]:

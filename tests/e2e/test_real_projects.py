@@ -28,6 +28,7 @@ from tests.e2e.site import FIXTURES, _plain
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.forge import Forge
 from tests.e2e.testhost.github_api import GitHubAPI
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -137,9 +138,15 @@ def corpus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpu
         cafile.write_text(lab.acme_ca_pem())
         corpus = Corpus(lab, server, forge, github, login.private_openssh, server.host_public_key(), str(cafile))
         yield corpus
-        print("\n| fixture | detected | set by the user | converge (s) | warnings |\n|---|---|---|---|---|")
-        for row in corpus.table:
-            print(f"| {row['fixture']} | {row['detected']} | {row['set']} | {row['seconds']} | {row['warnings']} |")
+        rows = [
+            f"| {r['fixture']} | {r['detected']} | {r['set']} | {r['seconds']} | {r['warnings']} |"
+            for r in corpus.table
+        ]
+        figure(
+            "\n".join(
+                ["| fixture | detected | set by the user | converge (s) | warnings |", "|---|---|---|---|---|", *rows]
+            )
+        )
     finally:
         github.stop()
         lab.remove("corpus")
@@ -199,7 +206,7 @@ def test_a_real_project_reaches_production_with_settings_only(corpus: Corpus, fi
             or "none",
         }
     )
-    print(f"\n{fixture}: converge {first.seconds:.1f} s; {detected}")
+    figure(f"{fixture}: converge {first.seconds:.1f} s; {detected}")
     print("\n".join(line for line in output.splitlines() if line.startswith(("==> settings overlay", "warning:"))))
 
 
@@ -378,7 +385,7 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     _rows(corpus, fixture, "rows 3")  # the long job was finished, not lost
     time.sleep(2)
     assert corpus.https(fixture, "/rows/").body == "rows 3", "a job ran twice"
-    print(f"\ndeploy with a worker finishing an 8 s job, under load: {deploy_seconds:.1f} s, "
+    figure(f"deploy with a worker finishing an 8 s job, under load: {deploy_seconds:.1f} s, "
           f"{load.sent} requests, {load.errors} failed, statuses {dict(load.statuses)}")  # fmt: skip
 
     stack.configure({"processes": None, "schedule": None})
@@ -421,4 +428,4 @@ def test_asgi_answers_a_websocket_over_wss_through_nginx_and_after_a_deploy(corp
     assert "==> reloading asgi-echo gracefully" in again
     after = echo("again")
     assert after.endswith(": again"), after
-    print(f"\nwebsocket echo before the deploy: {before!r}; after, reconnected: {after!r}")
+    figure(f"websocket echo before the deploy: {before!r}; after, reconnected: {after!r}")

@@ -20,6 +20,7 @@ from tests.e2e import web
 from tests.e2e.providers.command import run_remote
 from tests.e2e.site import APP, DOMAIN, GITHUB_TOKEN, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab, Server
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -242,7 +243,7 @@ def test_testssl_finds_no_old_protocols_and_nothing_high(site, tmp_path: Path) -
     findings = json.loads(report.read_text())
     by_id = {f["id"]: f for f in findings}
     severe = [f for f in findings if f["severity"] in ("HIGH", "CRITICAL")]
-    print(
+    figure(
         f"\ntestssl.sh ({time.monotonic() - started:.0f} s): {len(findings)} findings, "
         f"{len(severe)} HIGH/CRITICAL; protocols: "
         + ", ".join(f"{k} {by_id[k]['finding']}" for k in ("TLS1", "TLS1_1", "TLS1_2", "TLS1_3") if k in by_id)
@@ -335,7 +336,7 @@ def test_a_killed_gunicorn_master_comes_back(site) -> None:
         time.sleep(0.1)
     assert current not in (None, killed), "supervisor did not start a new gunicorn master"
     web.wait_for(SERVER_IP, DOMAIN, "/", "Hello from django-vps", cafile=deployed.cafile, timeout=60)
-    print(f"\ngunicorn back after kill -9: {time.monotonic() - started:.1f} s (new master {current})")
+    figure(f"gunicorn back after kill -9: {time.monotonic() - started:.1f} s (new master {current})")
 
 
 def test_a_killed_nginx_comes_back(site) -> None:
@@ -355,7 +356,7 @@ def test_a_killed_nginx_comes_back(site) -> None:
     assert now and now != master, "no new nginx master"
     assert not workers & set(deployed.sh("pgrep nginx").split()), "the old master's workers are still running"
     web.wait_for(SERVER_IP, DOMAIN, "/", "Hello from django-vps", cafile=deployed.cafile, timeout=30)
-    print(f"\nnginx back after kill -9: {time.monotonic() - started:.1f} s (new master {now})")
+    figure(f"nginx back after kill -9: {time.monotonic() - started:.1f} s (new master {now})")
 
 
 # --- secrets ---------------------------------------------------------------------------------

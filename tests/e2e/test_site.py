@@ -16,6 +16,7 @@ from components.host import steps_of
 from tests.e2e import web
 from tests.e2e.site import APP, DOMAIN, FIXTURES, SERVER_IP, Deployed, deploy_site
 from tests.e2e.testhost import Lab
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +116,7 @@ def test_a_second_run_changes_and_restarts_nothing(deployed: Deployed, monkeypat
         render, "render", lambda t, **c: original(t, **c) + ("# edited\n" if t.startswith("host-") else "")
     )
     forced = deployed.stack.up(echo=None)
-    print(f"\nsecond run with every step's script edited (all updated): {forced.seconds:.1f} s")
+    figure(f"second run with every step's script edited (all updated): {forced.seconds:.1f} s")
     # A created server's steps for these settings: admin-keys too, no database or off-site steps.
     steps = {f"{APP}-host-{role}" for role in steps_of(deployed.settings, created=True)}
     assert {name for name, ops in forced.changed().items() if ops == ["update"]} == steps, forced.changed()

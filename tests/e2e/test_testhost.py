@@ -14,6 +14,7 @@ import yaml
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.keys import KeyPair, new_ed25519
 from tests.e2e.testhost.lab import leftovers
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -162,7 +163,7 @@ def test_second_server_and_its_teardown(lab: Lab, root_key: KeyPair) -> None:
     t0 = time.monotonic()
     bare = lab.server("bench", "198.51.100.4", root_authorized_keys=[root_key.public])
     # A figure, not a budget (Lab.server's own boot limit bounds it): restore plus boot to SSH.
-    print(f"\nsecond server up (restore + boot to SSH): {time.monotonic() - t0:.1f} s")
+    figure(f"second server up (restore + boot to SSH): {time.monotonic() - t0:.1f} s")
     status, out = ssh(bare, root_key, bare.host_public_key(), "hostname")
     assert (status, out.strip()) == (0, "bench")
     lab.remove("bench")

@@ -22,6 +22,7 @@ from tests.e2e.cli import CliStack
 from tests.e2e.site import FIXTURES, run_workflow, workflows_run_by_push
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.github_api import GitHubAPI
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +108,7 @@ def _up(d: Deployment) -> None:
     run = d.stack.up(echo=None)
     d.converge_seconds = time.monotonic() - began
     assert run.changes.get("create", 0) > 20, run.changes
-    print(f"\nconverge of the {d.name} stack on the real CLI (existing host): {d.converge_seconds:.1f} s")
+    figure(f"converge of the {d.name} stack on the real CLI (existing host): {d.converge_seconds:.1f} s")
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,7 @@ def test_destroying_staging_leaves_prod_serving_and_deployable(two: Lab2) -> Non
     _, ran = two.push("staging", "blog staging v3")
     assert ran == {}
 
-    print(
+    figure(
         "\ntwo stacks on one repository (real CLI, existing hosts): converge prod"
         f" {two.prod.converge_seconds:.1f} s, staging {two.staging.converge_seconds:.1f} s; workflow deploys"
         f" prod {', '.join(f'{s:.1f}' for s in two.prod.deploy_seconds)} s,"

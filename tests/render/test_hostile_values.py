@@ -118,6 +118,8 @@ RESULTS: dict[str, Counter] = {}
 def _good(key: str) -> str:
     if key in GOOD:
         return GOOD[key]
+    if declared_config()[key]["type"] == "object" or declared_config()[key].get("items", {}).get("type") == "object":
+        return "clearsessions"  # the command that _config puts in the process or schedule entry
     default = declared_config()[key].get("default", "")
     if isinstance(default, bool):
         return str(default).lower()
@@ -139,7 +141,15 @@ def _config(key: str, value: str) -> dict[str, str]:
         config.update(EXISTING)
     if key in NEEDS_CLONE_URL:
         config["cloneUrl"] = GOOD["cloneUrl"]
-    config[key] = json.dumps([value]) if declared_config()[key]["type"] == "array" else value
+    declared = declared_config()[key]
+    if declared["type"] == "object":  # processes: the value as a command (JSON, as the CLI stores it)
+        config[key] = json.dumps({"worker": value})
+    elif declared.get("items", {}).get("type") == "object":  # schedule: the value as a command
+        config[key] = json.dumps([{"name": "sessions", "on": "daily", "command": value}])
+    elif declared["type"] == "array":
+        config[key] = json.dumps([value])
+    else:
+        config[key] = value
     return config
 
 

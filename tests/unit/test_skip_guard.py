@@ -110,3 +110,19 @@ def test_a_module_skipped_whole_fails_the_run(tmp_path: Path) -> None:
     code, _, output = _run(tmp_path, {"test_module.py": suite})
     assert code != 0, output
     assert "skipped for a reason not in ALLOWED_SKIPS (tests/conftest.py): supervisor is missing" in output
+
+
+def test_figures_of_passing_tests_and_module_fixtures_reach_the_summary(tmp_path: Path) -> None:
+    """A passing test keeps its output to itself; what it gives figure() is in the summary, once,
+    and so is what a module fixture gives it at its teardown."""
+    suite = (
+        "import pytest\nfrom tests.support.figures import figure\n\n"
+        "@pytest.fixture(scope='module')\ndef deployed():\n    yield\n    figure('converge 12.5 s')\n\n"
+        "def test_one(deployed):\n    figure('deploy under load: 0 failed')\n\n"
+        "def test_two(deployed):\n    print('not a figure')\n"
+    )
+    code, outcomes, output = _run(tmp_path, {"test_suite.py": suite})
+    assert code == 0 and outcomes == {"test_one": "passed", "test_two": "passed"}, output
+    section = output.split(" figures ", 1)[1]
+    assert section.count("deploy under load: 0 failed") == 1 and section.count("converge 12.5 s") == 1, output
+    assert "test_suite.py::test_one:" in section and "not a figure" not in section.split("short test summary")[0]
