@@ -23,6 +23,7 @@ from tests.e2e.cli import CliStack
 from tests.e2e.site import FIXTURES, _plain
 from tests.e2e.testhost import Lab, Server
 from tests.e2e.testhost.image import build_image
+from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
@@ -148,7 +149,7 @@ def test_sqlite_on_debian_13_the_timers_backup_restores_a_corrupted_database_and
     assert site.https(site.upload_url) == UPLOAD
     mode = site.server.run(f"stat -c '%a %U' {SHARED}/db.sqlite3", check=True).stdout.strip()
     assert mode == f"600 {FIXTURE}", mode
-    print(f"\nSQLite on Debian 13: the timer's backup {seconds:.2f} s; restore of a corrupted file {found.group(1)} s")
+    figure(f"SQLite on Debian 13: the timer's backup {seconds:.2f} s; restore of a corrupted file {found.group(1)} s")
 
 
 def test_switched_to_postgresql_one_up_moves_the_sites_rows_there(site: Site) -> None:
@@ -176,7 +177,7 @@ def test_switched_to_postgresql_one_up_moves_the_sites_rows_there(site: Site) ->
     # The SQLite file: renamed, still the app user's (and still holding the rows), never read again.
     assert site.server.run(f"test -e {SHARED}/db.sqlite3").returncode == 1
     assert site.server.run(f"stat -c %U {kept.group(1)}", check=True).stdout.strip() == FIXTURE
-    print(f"\nSQLite -> PostgreSQL in the deploy of the up that switched: {moved.group(2)} s for {moved.group(1)} rows")
+    figure(f"SQLite -> PostgreSQL in the deploy of the up that switched: {moved.group(2)} s for {moved.group(1)} rows")
 
     # A deploy after it moves nothing, and the backups are PostgreSQL's now.
     again = site.as_app("deploy.sh")
