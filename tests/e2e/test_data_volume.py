@@ -25,6 +25,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from tests.e2e.cli import CliStack, workspace_options
@@ -81,7 +82,8 @@ def test_the_volume_outlives_the_stack_on_the_real_engine(api: HetznerAPI, tmp_p
     # The volume first (the server's cloud-init names its device), attached once the server exists.
     order = [w for w in writes(api, 0) if w in ("POST /volumes", "POST /servers")]
     assert order == ["POST /volumes", "POST /servers"], order
-    assert f"/dev/disk/by-id/scsi-0HC_Volume_{volume['id']} {MOUNT}" in server["user_data"].replace(", ", " ")
+    mounts = yaml.safe_load(server["user_data"])["mounts"]
+    assert [entry[:3] for entry in mounts] == [[f"/dev/disk/by-id/scsi-0HC_Volume_{volume['id']}", MOUNT, "ext4"]]
     assert created.ops["site-server-data-volume-attachment"] == ["create"]
 
     # Larger: the same volume, resized in place; the server and the attachment untouched.
@@ -213,3 +215,45 @@ def _step_stdout(stack: CliStack, role: str) -> str:
     state = json.loads(stack.cli("stack", "export", "--show-secrets").stdout)
     (step,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith(f"-host-{role}")]
     return _plain(step["outputs"]).get("stdout", "")
+
+
+# --- the stand-in's model alone -------------------------------------------------------------------
+
+
+def test_the_stand_ins_volumes_behave_as_hetzners() -> None:
+    from tests.e2e.testhost.hetzner_api import ApiError, HetznerCloud
+
+    cloud = HetznerCloud()
+    server = cloud.finish_server(cloud.create_server({"name": "s1", "server_type": "cx23", "image": "debian-12",
+                                                      "location": "fsn1"}), "198.51.100.50")["server"]  # fmt: skip
+    made = cloud.create_volume({"name": "data", "size": 10, "location": "fsn1", "format": "ext4"})
+    volume = made["volume"]
+    assert volume["linux_device"] == f"/dev/disk/by-id/scsi-0HC_Volume_{volume['id']}" and volume["server"] is None
+    assert made["next_actions"] == []
+    for body, code in (({"name": "data", "size": 10, "location": "fsn1"}, "uniqueness_error"),
+                       ({"name": "small", "size": 5, "location": "fsn1"}, "invalid_input"),
+                       ({"name": "nowhere", "size": 10}, "invalid_input")):  # fmt: skip
+        with pytest.raises(ApiError) as caught:
+            cloud.create_volume(body)
+        assert caught.value.code == code
+    vid = str(volume["id"])
+    cloud.volume_action(vid, "attach", {"server": server["id"]})
+    assert cloud.get_server(str(server["id"]))["server"]["volumes"] == [volume["id"]]
+    with pytest.raises(ApiError, match="already attached"):
+        cloud.volume_action(vid, "attach", {"server": server["id"]})
+    with pytest.raises(ApiError, match="invalid input in field .size."):
+        cloud.volume_action(vid, "resize", {"size": 10})  # Hetzner never shrinks, nor keeps the size
+    cloud.volume_action(vid, "resize", {"size": 20})
+    cloud.volume_action(vid, "change_protection", {"delete": True})
+    with pytest.raises(ApiError, match="delete protected"):
+        cloud.delete_volume(vid)
+    # A deleted server's volumes are detached, and stay.
+    cloud.delete_server(str(server["id"]))
+    assert cloud.get_volume(vid)["volume"]["server"] is None and cloud.get_volume(vid)["volume"]["size"] == 20
+    other = cloud.finish_server(cloud.create_server({"name": "s2", "server_type": "cx23", "image": "debian-12",
+                                                     "location": "nbg1"}), "198.51.100.51")["server"]  # fmt: skip
+    with pytest.raises(ApiError, match="same location"):
+        cloud.volume_action(vid, "attach", {"server": other["id"]})
+    cloud.volume_action(vid, "change_protection", {"delete": False})
+    cloud.delete_volume(vid)
+    assert cloud.volumes == {}

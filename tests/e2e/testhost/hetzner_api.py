@@ -383,7 +383,7 @@ class HetznerCloud:
     def resources(self) -> dict[str, int]:
         """How many of each kind exist (what `pulumi destroy` must bring to zero)."""
         return {"ssh_keys": len(self.ssh_keys), "firewalls": len(self.firewalls), "servers": len(self.servers),
-                "zones": len(self.zones), "rrsets": len(self.rrsets), "volumes": len(self.volumes)}  # fmt: skip
+                "zones": len(self.zones), "rrsets": len(self.rrsets)}  # fmt: skip
 
     def _action(self, command: str, resources: Iterable[tuple[int, str]]) -> dict[str, Any]:
         now = _now()
