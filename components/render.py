@@ -400,8 +400,10 @@ def cloud_init(
     """The user data, serialized by PyYAML rather than templated: a value cannot become YAML syntax.
     Every key is parsed and written again (sshkeys.py). With `data_device` (the data volume's
     linux_device), cloud-init's mounts module writes its fstab entry and mounts it at DATA_MOUNT
-    (when the attachment is already there; the volume step mounts it otherwise, before any data is
-    written)."""
+    when the device is there at its init stage; it skips an entry whose device is not a block device
+    yet (cloud-init's cc_mounts.py: sanitize_devname, _is_block_device), and Hetzner attaches the
+    volume only once the server exists, so then the volume step writes the same line and mounts it,
+    before any step writes data."""
     private = host_private_key.strip() + "\n"
     encode.refuse_controls(private, "the host key", allow="\n")
     document = {

@@ -35,7 +35,7 @@ The data volume (dataVolume), as terraform-provider-hcloud handles it (`internal
   server at a time, so a replacement detaches it from the old server before the new one takes it;
 - the size grows in place (resize, then resize2fs on the host); Hetzner never shrinks a volume,
   so a smaller size is refused before anything changes, as are a location the volume is not in,
-  a volume added to a server made without one (cloud-init ran) and a volume taken away.
+  a volume added to a server made without one (its data is on its own disk) and a volume taken away.
 """
 
 from __future__ import annotations
@@ -211,9 +211,9 @@ def plan_volume(
     if current is not None and not current.has_data_volume and not replacing:
         raise SettingError(
             "dataVolume",
-            f"{current.name} was made without a data volume and its data (database, media) is on its own disk; "
-            "cloud-init mounts a volume at a server's first boot only: make a new stack with dataVolume (or "
-            "replace the server with replaceServer) and restore a backup there",
+            f"{current.name} was made without a data volume and its data (database, media) is on its own disk, "
+            "which a volume mounted now would not hold: make a new stack with dataVolume (or replace the server "
+            "with replaceServer) and restore a backup there",
         )
     volume = kept or next(iter(sorted(stack_volumes, key=lambda v: v.id)), None)
     if volume is not None and volume.location and volume.location != spec.location:

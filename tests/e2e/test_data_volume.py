@@ -241,7 +241,7 @@ def test_the_stand_ins_volumes_behave_as_hetzners() -> None:
     assert cloud.get_server(str(server["id"]))["server"]["volumes"] == [volume["id"]]
     with pytest.raises(ApiError, match="already attached"):
         cloud.volume_action(vid, "attach", {"server": server["id"]})
-    with pytest.raises(ApiError, match="invalid input in field .size."):
+    with pytest.raises(ApiError, match=r"invalid input in field 'size'"):
         cloud.volume_action(vid, "resize", {"size": 10})  # Hetzner never shrinks, nor keeps the size
     cloud.volume_action(vid, "resize", {"size": 20})
     cloud.volume_action(vid, "change_protection", {"delete": True})
