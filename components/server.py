@@ -215,7 +215,14 @@ def plan_volume(
             "which a volume mounted now would not hold: make a new stack with dataVolume (or replace the server "
             "with replaceServer) and restore a backup there",
         )
-    volume = kept or next(iter(sorted(stack_volumes, key=lambda v: v.id)), None)
+    own = next(iter(sorted(stack_volumes, key=lambda v: v.id)), None)
+    if kept is not None and own is not None and own.id != kept.id:
+        raise SettingError(
+            "dataVolumeId",
+            f"{kept.id}: the stack's data is on its own data volume {own.name} (id {own.id}); a server takes one "
+            f"volume: set dataVolumeId {own.id}, or use the other volume from a new stack",
+        )
+    volume = kept or own
     if volume is not None and volume.location and volume.location != spec.location:
         raise SettingError(
             "location",

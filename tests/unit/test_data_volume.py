@@ -154,6 +154,13 @@ def test_growing_is_in_place_and_reruns_the_volume_step(run_stack) -> None:
             "keep location fsn1",
         ),
         ({"dataVolumeId": "777"}, (), (volume_on_hetzner(serverId=99),), "dataVolumeId", "attached to server 99"),
+        (
+            {"dataVolume": "10", "dataVolumeId": "778"},
+            (on_hetzner(),),
+            (volume_on_hetzner(), volume_on_hetzner(id=778, name="other", serverId=None, labels={})),
+            "dataVolumeId",
+            "set dataVolumeId 777",
+        ),
     ],
 )
 def test_what_the_data_cannot_take_is_refused_before_anything_is_declared(
