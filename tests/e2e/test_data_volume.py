@@ -80,8 +80,8 @@ def test_the_volume_outlives_the_stack_on_the_real_engine(api: HetznerAPI, tmp_p
     assert volume["protection"]["delete"] is True and volume["server"] == server["id"]
     assert volume["labels"] == {"managed-by": "django-vps", "app": "blog", "stack": "first"}
     # The volume first (the server's cloud-init names its device), attached once the server exists.
-    order = [w for w in writes(api, 0) if w in ("POST /volumes", "POST /servers")]
-    assert order == ["POST /volumes", "POST /servers"], order
+    order = [w for w in writes(api, 0) if w in ("POST /v1/volumes", "POST /v1/servers")]
+    assert order == ["POST /v1/volumes", "POST /v1/servers"], order
     mounts = yaml.safe_load(server["user_data"])["mounts"]
     assert [entry[:3] for entry in mounts] == [[f"/dev/disk/by-id/scsi-0HC_Volume_{volume['id']}", MOUNT, "ext4"]]
     assert created.ops["site-server-data-volume-attachment"] == ["create"]
@@ -91,7 +91,7 @@ def test_the_volume_outlives_the_stack_on_the_real_engine(api: HetznerAPI, tmp_p
     since = len(api.requests)
     grown = first.up()
     assert volume["size"] == 20 and cloud.volumes == {volume["id"]: volume}
-    assert writes(api, since) == [f"POST /volumes/{volume['id']}/actions/resize"]
+    assert writes(api, since) == [f"POST /v1/volumes/{volume['id']}/actions/resize"]
     assert grown.changed() == {"site-server-data-volume": ["update"]}, grown.changed()
 
     # Smaller: refused in one line, before anything changes.
@@ -106,7 +106,7 @@ def test_the_volume_outlives_the_stack_on_the_real_engine(api: HetznerAPI, tmp_p
     destroyed = first._run(first.stack.destroy)
     assert cloud.servers == {} and list(cloud.volumes) == [volume["id"]]
     assert volume["server"] is None and volume["protection"]["delete"] is True
-    assert f"DELETE /volumes/{volume['id']}" not in writes(api, 0)
+    assert f"DELETE /v1/volumes/{volume['id']}" not in writes(api, 0)
     assert destroyed.ops["site-server-data-volume"] == ["delete"]  # the engine's step: no provider call
 
     # A new stack takes the kept volume back: imported, relabelled, attached to its own server.
@@ -163,7 +163,9 @@ def test_the_data_is_written_on_the_mounted_volume(volume_site: VolumeSite) -> N
     mounted = site.server.run(f"findmnt -n -o SOURCE,FSTYPE --mountpoint {MOUNT}", check=True).stdout.split()
     assert mounted[1] == "ext4" and site.server.run(f"readlink -f {device}", check=True).stdout.strip() == mounted[0]
     fstab = site.server.run("cat /etc/fstab", check=True).stdout
-    assert f"{device} {MOUNT} ext4 defaults,nofail,discard" in fstab, fstab
+    # cloud-init's line (it adds comment=cloudconfig), or the volume step's: the same fields.
+    (entry,) = [line.split() for line in fstab.splitlines() if line.split()[:2] == [device, MOUNT]]
+    assert entry[2] == "ext4" and entry[3].startswith("defaults,nofail,discard") and entry[4:] == ["0", "2"], fstab
     print("\nvolume step:", _step_stdout(site.stack, "volume").strip())
     assert _curl(site, site.ip, "/rows/", "--data-urlencode", f"text={ROW}") == "rows 1"
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as file:
@@ -190,8 +192,10 @@ def test_destroy_keeps_it_and_a_new_stack_serves_the_same_rows(
     cloud = site.hetzner.cloud
     destroyed = site.stack.destroy(echo=None)
     assert cloud.servers == {} and volume_id in cloud.volumes and cloud.volumes[volume_id]["server"] is None
-    # destroy's own output names it (the stack's outputs, as they go).
-    assert f"dataVolumeId {volume_id}" in destroyed.output, destroyed.output[-3000:]
+    # destroy prints no stack output; the engine's own line says it keeps the volume.
+    assert "hcloud:index:Volume blog-server-data-volume deleted" in destroyed.output
+    (kept_line,) = [line for line in destroyed.output.splitlines() if "blog-server-data-volume deleted" in line]
+    assert kept_line.endswith("[retain]"), kept_line
     stack = CliStack(Path(tempfile.mkdtemp(prefix="stack-volume-", dir=lab.run_dir)), stack=NEW_STACK)
     config: dict[str, str | None] = {**site.config, "django-vps:dataVolume": None,
                                      "django-vps:dataVolumeId": str(volume_id)}  # fmt: skip
