@@ -639,6 +639,7 @@ def database_step(s: Settings) -> str:
         database=s.database_name,
         socket_dir=POSTGRES_SOCKET_DIR,
         data_volume=s.data_volume is not None,
+        data_mount=DATA_MOUNT,
     )
 
 

@@ -144,10 +144,19 @@ def _curl(site: Deployed, ip: str, path: str, *extra: str) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def volume_site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VolumeSite]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def volume_site(
+    request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VolumeSite]:
+    database = request.param
     site = deploy_site(
-        lab, tmp_path_factory.mktemp("ca") / "root.pem", fixture="postgres-uv", dataVolume="10", deployWorkflow="false"
+        lab,
+        tmp_path_factory.mktemp("ca") / "root.pem",
+        repo=f"blog-{database}",
+        fixture="postgres-uv",
+        dataVolume="10",
+        deployWorkflow="false",
+        database=database,
     )
     try:
         (volume,) = site.hetzner.cloud.volumes.values()
@@ -173,8 +182,10 @@ def test_the_data_is_written_on_the_mounted_volume(volume_site: VolumeSite) -> N
         file.flush()
         _curl(site, site.ip, "/upload/", "-F", f"file=@{file.name};filename=kept.txt")
     shared = f"{MOUNT}/{APP}/shared"
-    # On the volume's filesystem, not the server's own disk.
-    on = site.server.run(f"stat -c %d {shared}/db.sqlite3 {shared}/media/uploads/kept.txt {MOUNT}", check=True)
+    # On the volume's filesystem, not the server's own disk: the database (SQLite's file, or
+    # PostgreSQL's cluster through its bind mount) and the upload.
+    database = f"{shared}/db.sqlite3" if site.settings.database == "sqlite" else "/var/lib/postgresql/*/main/PG_VERSION"
+    on = site.server.run(f"stat -c %d {database} {shared}/media/uploads/kept.txt {MOUNT}", check=True)
     assert len(set(on.stdout.split())) == 1, on.stdout
     assert site.server.run(f"stat -c %d /home/{APP}", check=True).stdout != on.stdout.split()[0] + "\n"
     assert site.server.run(f"stat -c %U {MOUNT}/{APP}", check=True).stdout.strip() == APP

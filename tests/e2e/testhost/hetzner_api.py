@@ -35,6 +35,7 @@ import itertools
 import json
 import logging
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -230,7 +231,8 @@ class LabMachines:
         self.images = dict(images or {})
         self._lock = threading.Lock()
         assert lab.run_dir is not None, "lab not started"
-        self.volumes = LoopVolumes(lab.run_dir / "volumes")
+        # Each API's own directory: its volume ids start again at the model's first id.
+        self.volumes = LoopVolumes(Path(tempfile.mkdtemp(prefix="volumes-", dir=lab.run_dir)))
         self._attached: dict[int, int] = {}
         """Volume id -> server id."""
 
