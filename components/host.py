@@ -36,7 +36,10 @@ from components.settings import Settings
 
 STEP_NEEDS: dict[str, tuple[str, ...]] = {
     "admin-keys": (),
-    "packages": (),
+    # The data volume is mounted before anything is installed (PostgreSQL's cluster is made on it)
+    # and so before any step writes data.
+    "volume": (),
+    "packages": ("volume",),
     "security": ("packages",),
     # After the hardening: loading the firewall while a connection is open can leave that
     # connection hanging (seen on the lab: the clone's fetch from the forge stalled for good).
@@ -64,7 +67,11 @@ POSTGRESQL_ONLY = frozenset({"database"})
 """Steps of the database postgresql only (SQLite needs nothing installed)."""
 OFFSITE_ONLY = frozenset({"offsite"})
 """Steps of off-site backups only (offsiteSftpHost)."""
-STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY | POSTGRESQL_ONLY | OFFSITE_ONLY)
+DATA_VOLUME_ONLY = frozenset({"volume"})
+"""Steps of a data volume only (dataVolume)."""
+STEPS = tuple(
+    role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY | POSTGRESQL_ONLY | OFFSITE_ONLY | DATA_VOLUME_ONLY
+)
 """The steps every host gets."""
 
 
@@ -76,6 +83,7 @@ def steps_of(s: Settings, *, created: bool) -> tuple[str, ...]:
         if (role not in CREATED_SERVER_ONLY or created)
         and (role not in POSTGRESQL_ONLY or s.database == "postgresql")
         and (role not in OFFSITE_ONLY or s.offsite is not None)
+        and (role not in DATA_VOLUME_ONLY or s.data_volume is not None)
     )
 
 
@@ -121,6 +129,10 @@ class HostArgs:
     """The off-site backups' SSH public key (offsiteSftpHost), for the step's message."""
     offsite_secrets: pulumi.Output[str] | None = None
     """Secret: the repository password's line, then the off-site SSH private key."""
+    data_device: pulumi.Output[str] | None = None
+    """The data volume's device (its linux_device), with dataVolume."""
+    data_volume_after: Sequence[pulumi.Resource] = ()
+    """What the volume step needs first: the volume (its resize) and its attachment to the server."""
 
 
 def as_root(script: str, login_user: str) -> str:
@@ -168,12 +180,18 @@ class Host(pulumi.ComponentResource):
         if args.login_public_key is not None:
             # cloud-init wrote adminSshKeys once: this keeps them as configured (added, edited, removed).
             scripts["admin-keys"] = args.login_public_key.apply(lambda key: render.admin_keys_step(s, key))
+        if args.data_device is not None:
+            scripts["volume"] = args.data_device.apply(lambda device: render.volume_step(s, device))
         if args.offsite_public_key is not None:
             scripts["offsite"] = args.offsite_public_key.apply(lambda key: render.offsite_step(s, key))
         stdins = {"app-user": args.deploy_private_key, "env": args.django_env}
         if args.offsite_secrets is not None:
             stdins["offsite"] = args.offsite_secrets
-        extra_after = {"clone": args.clone_after, "dns-wait": args.certificate_after}
+        extra_after = {
+            "clone": args.clone_after,
+            "dns-wait": args.certificate_after,
+            "volume": args.data_volume_after,
+        }
         for role in steps_of(s, created=created):
             self.steps[role] = self._command(
                 role,

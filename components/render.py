@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import jinja2
@@ -20,7 +21,15 @@ import yaml
 
 from components import encode, sshkeys
 from components.encode import Encoded
-from components.settings import LOGS_ROOT, OPT_ROOT, POSTGRES_SOCKET_DIR, REDIS_SOCKET, SUPERVISOR_CONF, Settings
+from components.settings import (
+    DATA_MOUNT,
+    LOGS_ROOT,
+    OPT_ROOT,
+    POSTGRES_SOCKET_DIR,
+    REDIS_SOCKET,
+    SUPERVISOR_CONF,
+    Settings,
+)
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 UV_VERSION = "0.13.9"
@@ -45,6 +54,11 @@ DNS_WAIT_ATTEMPTS = 60
 DNS_WAIT_INTERVAL = 10
 SUPERVISORCTL = "/usr/bin/supervisorctl"
 # What earlier versions installed in ~/bin; the supervisor step removes them (files/unlink_beneath.py).
+# Hetzner's name for a volume's device (terraform-provider-hcloud's linux_device).
+_VOLUME_DEVICE = re.compile(r"^/dev/disk/by-id/scsi-0HC_Volume_[0-9]{1,12}$")
+DATA_MOUNT_OPTIONS = "defaults,nofail,discard"
+# The services that read or write data on the volume: never started on an unmounted one.
+DATA_VOLUME_UNITS = ("supervisor.service", "postgresql@.service")
 LEGACY_BIN_FILES = ("run.sh", "gunicorn.conf.py", "deploy.sh", "release_check.py", "redact.py", "ci-command")
 
 
@@ -367,9 +381,30 @@ CLOUD_INIT_HEADER = """#cloud-config
 """
 
 
-def cloud_init(host_private_key: str, host_public_key: str, authorized_keys: list[str], admin_user: str) -> str:
+def data_volume_fstab(device: str) -> list[str]:
+    """The data volume's fstab entry (cloud-init's `mounts` form): by its stable by-id name, never
+    formatted here; nofail, so a server whose volume is gone still boots (and its units that need the
+    mount stay down, see the volume step)."""
+    if not _VOLUME_DEVICE.match(device):
+        raise ValueError(f"{device!r} is not a Hetzner Volume's device (/dev/disk/by-id/scsi-0HC_Volume_<id>)")
+    return [device, DATA_MOUNT, "ext4", DATA_MOUNT_OPTIONS, "0", "2"]
+
+
+def cloud_init(
+    host_private_key: str,
+    host_public_key: str,
+    authorized_keys: list[str],
+    admin_user: str,
+    *,
+    data_device: str | None = None,
+) -> str:
     """The user data, serialized by PyYAML rather than templated: a value cannot become YAML syntax.
-    Every key is parsed and written again (sshkeys.py)."""
+    Every key is parsed and written again (sshkeys.py). With `data_device` (the data volume's
+    linux_device), cloud-init's mounts module writes its fstab entry and mounts it at DATA_MOUNT
+    when the device is there at its init stage; it skips an entry whose device is not a block device
+    yet (cloud-init's cc_mounts.py: sanitize_devname, _is_block_device), and Hetzner attaches the
+    volume only once the server exists, so then the volume step writes the same line and mounts it,
+    before any step writes data."""
     private = host_private_key.strip() + "\n"
     encode.refuse_controls(private, "the host key", allow="\n")
     document = {
@@ -393,6 +428,8 @@ def cloud_init(host_private_key: str, host_public_key: str, authorized_keys: lis
         ],
         "package_update": False,
     }
+    if data_device is not None:
+        document["mounts"] = [data_volume_fstab(data_device)]
     body = yaml.dump(document, Dumper=_CloudConfigDumper, sort_keys=False, allow_unicode=False, width=200)
     return CLOUD_INIT_HEADER + body
 
@@ -456,6 +493,7 @@ def app_user_step(s: Settings, ci_public_key: str) -> str:
         ci_command_sh=ci_command_sh(s),
         sudoers=sudoers(s),
         sudoers_file=f"/etc/sudoers.d/django-vps-{s.app_name}",
+        data_dir=s.data_dir,
     )
 
 
@@ -579,9 +617,31 @@ def backup_step(s: Settings) -> str:
     )
 
 
+def volume_step(s: Settings, device: str) -> str:
+    """The data volume (dataVolume) mounted before any data is written; `device` is its linux_device."""
+    assert s.data_volume is not None
+    postgresql = s.database == "postgresql"
+    return render(
+        "host-volume.sh.j2",
+        device=device,
+        mount_point=DATA_MOUNT,
+        size_gb=int(s.data_volume.size_gb),
+        fstab_line=" ".join(data_volume_fstab(device)),
+        postgresql=postgresql,
+        units=[unit for unit in DATA_VOLUME_UNITS if postgresql or not unit.startswith("postgresql")],
+    )
+
+
 def database_step(s: Settings) -> str:
     """PostgreSQL (database postgresql only): the unix socket only, the app's role and database."""
-    return render("host-database.sh.j2", **_paths(s), database=s.database_name, socket_dir=POSTGRES_SOCKET_DIR)
+    return render(
+        "host-database.sh.j2",
+        **_paths(s),
+        database=s.database_name,
+        socket_dir=POSTGRES_SOCKET_DIR,
+        data_volume=s.data_volume is not None,
+        data_mount=DATA_MOUNT,
+    )
 
 
 def env_step(s: Settings) -> str:

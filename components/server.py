@@ -18,6 +18,24 @@ lose data stops the run before any resource changes:
 - cloud-init's user data and the server's SSH keys act at the first boot only: ignored after. The
   admin user's keys are kept by a host step (host.py's admin-keys); Hetzner gets only the
   provisioning key, so no user key can collide with one already in the project.
+
+The data volume (dataVolume), as terraform-provider-hcloud handles it (`internal/volume/resource.go`:
+`location` ForceNew, `size` by the resize action, `server_id` by detach/attach;
+`resource_attachment.go`: `volume_id` and `server_id` ForceNew, the attachment's id is the volume's):
+- the Volume is made unattached in the server's location, formatted ext4 by Hetzner at creation
+  (`format`, once: nothing here ever formats), before the server, whose cloud-init names its device
+  (`/dev/disk/by-id/scsi-0HC_Volume_<id>`); a VolumeAttachment then attaches it (automount off: the
+  mount point is ours, not Hetzner's /mnt/HC_Volume_<id>) and the host's volume step mounts it
+  before any step writes data;
+- with dataVolumeKeep (the default) it is retainOnDelete (`pulumi destroy` forgets it, the engine
+  never calls the provider's delete) and delete-protected at Hetzner; dataVolumeId brings a kept one
+  back into a stack (import), where it must be in the server's location and attached to no other
+  server;
+- the attachment is replaced delete-before-replace with the server: a volume is attached to one
+  server at a time, so a replacement detaches it from the old server before the new one takes it;
+- the size grows in place (resize, then resize2fs on the host); Hetzner never shrinks a volume,
+  so a smaller size is refused before anything changes, as are a location the volume is not in,
+  a volume added to a server made without one (its data is on its own disk) and a volume taken away.
 """
 
 from __future__ import annotations
@@ -89,6 +107,33 @@ class CurrentServer:
     image: str
     server_type: str
     disk_gb: int
+    has_data_volume: bool = False
+    """Made with a data volume (its DATA_VOLUME_LABEL)."""
+
+
+@dataclass(frozen=True)
+class CurrentVolume:
+    """A Hetzner Volume as getVolume(s) lists it."""
+
+    id: int
+    name: str
+    location: str
+    size_gb: int
+    server_id: int | None
+
+
+@dataclass(frozen=True)
+class VolumePlan:
+    """The Volume this run declares."""
+
+    name: str
+    size_gb: int
+    import_id: str | None
+    """The kept volume's id when dataVolumeId brings it in."""
+
+
+# On a server made with a data volume: what says, when dataVolume is taken away, that its data is there.
+DATA_VOLUME_LABEL = "data-volume"
 
 
 @dataclass(frozen=True)
@@ -105,12 +150,100 @@ def find_server(labels: dict[str, str], spec: HetznerServer) -> CurrentServer | 
     selector = ",".join(f"{key}={value}" for key, value in labels.items())
     listed = hcloud.get_servers(with_selector=selector).servers or []
     servers = [
-        CurrentServer(int(s.id), s.name, s.location, s.image, s.server_type, int(s.primary_disk_size)) for s in listed
-    ]
+        CurrentServer(
+            int(s.id), s.name, s.location, s.image, s.server_type, int(s.primary_disk_size),
+            DATA_VOLUME_LABEL in (s.labels or {}),
+        )
+        for s in listed
+    ]  # fmt: skip
     if not servers:
         return None
     as_configured = [s for s in servers if (s.location, s.image) == (spec.location, spec.image)]
     return max(as_configured or servers, key=lambda s: s.id)
+
+
+def _volume(found: object) -> CurrentVolume:
+    server_id = getattr(found, "server_id", None)
+    return CurrentVolume(
+        int(getattr(found, "id")),  # noqa: B009 (the SDK's result classes name it so)
+        str(getattr(found, "name")),  # noqa: B009
+        str(getattr(found, "location", "") or ""),
+        int(getattr(found, "size")),  # noqa: B009
+        int(server_id) if server_id else None,
+    )
+
+
+def find_volumes(labels: dict[str, str]) -> list[CurrentVolume]:
+    """The stack's data volumes on Hetzner (by its labels)."""
+    selector = ",".join(f"{key}={value}" for key, value in labels.items())
+    return [_volume(v) for v in hcloud.get_volumes(with_selector=selector).volumes or []]
+
+
+def find_volume(volume_id: int) -> CurrentVolume:
+    """A volume by id (getVolume fails, naming the id, when there is none)."""
+    return _volume(hcloud.get_volume(id=volume_id))
+
+
+def volume_name(prefix: str) -> str:
+    return f"{prefix}-data"
+
+
+def plan_volume(
+    current: CurrentServer | None,
+    spec: HetznerServer,
+    prefix: str,
+    replacing: bool,
+    stack_volumes: list[CurrentVolume],
+    kept: CurrentVolume | None,
+) -> VolumePlan | None:
+    """The data volume this run declares; a change Hetzner or the data cannot take raises a
+    SettingError (one line). `stack_volumes` are the volumes with the stack's labels, `kept` the one
+    dataVolumeId names."""
+    wanted = spec.data_volume
+    if wanted is None:
+        if current is not None and current.has_data_volume:
+            raise SettingError(
+                "dataVolume",
+                f"is 0, but {current.name} keeps the site's data on its data volume: set dataVolume again (the "
+                "data stays there); to leave it, copy the data off (backup.sh) and make a new stack",
+            )
+        return None
+    if current is not None and not current.has_data_volume and not replacing:
+        raise SettingError(
+            "dataVolume",
+            f"{current.name} was made without a data volume and its data (database, media) is on its own disk, "
+            "which a volume mounted now would not hold: make a new stack with dataVolume (or replace the server "
+            "with replaceServer) and restore a backup there",
+        )
+    own = next(iter(sorted(stack_volumes, key=lambda v: v.id)), None)
+    if kept is not None and own is not None and own.id != kept.id:
+        raise SettingError(
+            "dataVolumeId",
+            f"{kept.id}: the stack's data is on its own data volume {own.name} (id {own.id}); a server takes one "
+            f"volume: set dataVolumeId {own.id}, or use the other volume from a new stack",
+        )
+    volume = kept or own
+    if volume is not None and volume.location and volume.location != spec.location:
+        raise SettingError(
+            "location",
+            f"{spec.location}: the data volume {volume.name} (id {volume.id}) is in {volume.location}, and Hetzner "
+            f"attaches a volume only to a server of its own location: keep location {volume.location}",
+        )
+    if kept is not None and kept.server_id is not None and (current is None or kept.server_id != current.id):
+        raise SettingError(
+            "dataVolumeId",
+            f"{kept.id}: the volume {kept.name} is attached to server {kept.server_id}; detach it there first "
+            f"(hcloud volume detach {kept.id})",
+        )
+    size = wanted.size_gb or (volume.size_gb if volume else 0)
+    if volume is not None and size < volume.size_gb:
+        raise SettingError(
+            "dataVolume",
+            f"{size} GB would shrink the data volume {volume.name} ({volume.size_gb} GB), which Hetzner cannot do: "
+            f"use {volume.size_gb} or more",
+        )
+    name = kept.name if kept is not None else volume_name(prefix)
+    return VolumePlan(name, size, str(kept.id) if kept is not None else None)
 
 
 def server_type(name: str) -> ServerType:
@@ -185,6 +318,10 @@ class Server(pulumi.ComponentResource):
     """The Hetzner server (host commands are deleted with it), None for an existing host."""
     login_public_key: pulumi.Output[str] | None
     """The provisioning key's public half, "type base64" (a created server's admin user keeps it)."""
+    volume: hcloud.Volume | None = None
+    """The data volume (dataVolume), None without one."""
+    volume_attached: hcloud.VolumeAttachment | None = None
+    """Its attachment to the server: the volume step waits for it."""
 
     def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("django-vps:server:Server", name, None, opts)
@@ -199,7 +336,17 @@ class Server(pulumi.ComponentResource):
 
     def _create_hetzner(self, name: str, args: ServerArgs, spec: HetznerServer) -> None:
         # Asked before any child is declared: a refused change leaves everything as it is.
-        replacing = plan_replacement(find_server(args.labels, spec), spec)
+        current = find_server(args.labels, spec)
+        replacing = plan_replacement(current, spec)
+        wanted = spec.data_volume
+        plan = plan_volume(
+            current,
+            spec,
+            args.name_prefix,
+            replacing,
+            find_volumes(args.labels) if wanted else [],
+            find_volume(wanted.volume_id) if wanted and wanted.volume_id else None,
+        )
         child = pulumi.ResourceOptions(parent=self)
         provisioning_key = tls.PrivateKey(f"{name}-provisioning-key", algorithm="ED25519", opts=child)
         host_key = tls.PrivateKey(f"{name}-host-key", algorithm="ED25519", opts=child)
@@ -232,11 +379,39 @@ class Server(pulumi.ComponentResource):
             ],
             opts=child,
         )
+        server_labels: dict[str, pulumi.Input[str]] = dict(args.labels)
+        device: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        if plan is not None:
+            assert wanted is not None
+            self.volume = hcloud.Volume(
+                f"{name}-data-volume",
+                name=plan.name,
+                size=plan.size_gb,
+                location=spec.location,
+                labels=args.labels,
+                delete_protection=wanted.keep,
+                # Hetzner formats a new volume once, at creation; a kept one is never formatted again.
+                format="ext4" if plan.import_id is None else None,
+                automount=False,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    retain_on_delete=wanted.keep,
+                    import_=plan.import_id,
+                    # Set at creation only (the provider reads neither back).
+                    ignore_changes=["format", "automount"],
+                ),
+            )
+            device = self.volume.linux_device
+            server_labels[DATA_VOLUME_LABEL] = "yes"
         user_data = pulumi.Output.all(
-            host_key.private_key_openssh, host_key.public_key_openssh, provisioning_key.public_key_openssh
+            host_key.private_key_openssh, host_key.public_key_openssh, provisioning_key.public_key_openssh, device
         ).apply(
             lambda keys: render.cloud_init(
-                keys[0], _public_key(keys[1]), [_public_key(keys[2]), *spec.admin_ssh_keys], spec.admin_user
+                keys[0],
+                _public_key(keys[1]),
+                [_public_key(keys[2]), *spec.admin_ssh_keys],
+                spec.admin_user,
+                data_device=keys[3],
             )
         )
         self.hcloud_server = hcloud.Server(
@@ -246,7 +421,7 @@ class Server(pulumi.ComponentResource):
             image=spec.image,
             location=spec.location,
             backups=spec.backups,
-            labels=args.labels,
+            labels=server_labels,
             firewall_ids=[firewall.id.apply(int)],
             ssh_keys=[ssh_key.id],
             user_data=pulumi.Output.secret(user_data),
@@ -260,6 +435,15 @@ class Server(pulumi.ComponentResource):
                 ignore_changes=[] if replacing else ["userData", "sshKeys", "location", "image"],
             ),
         )
+        if self.volume is not None:
+            self.volume_attached = hcloud.VolumeAttachment(
+                f"{name}-data-volume-attachment",
+                volume_id=self.volume.id.apply(int),
+                server_id=self.hcloud_server.id.apply(int),
+                automount=False,
+                # One server at a time: a new server takes the volume after the old one let it go.
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            )
         self.ipv4 = self.hcloud_server.ipv4_address
         self.ipv6 = self.hcloud_server.ipv6_address
         self.has_ipv6 = True

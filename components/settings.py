@@ -77,7 +77,22 @@ GITHUB_HOST_KEYS = (
     "pCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=",
 )
 # Settings that describe a Hetzner server: meaningless (so an error) together with existingHost.
-SERVER_ONLY_SETTINGS = ("serverType", "location", "backups", "adminSshKeys", "adminUser", "replaceServer")
+SERVER_ONLY_SETTINGS = (
+    "serverType",
+    "location",
+    "backups",
+    "adminSshKeys",
+    "adminUser",
+    "replaceServer",
+    "dataVolume",
+    "dataVolumeId",
+    "dataVolumeKeep",
+)
+# Where the data volume is mounted (root's mount point): one volume a server, its app's data inside.
+DATA_MOUNT = "/srv/django-vps-data"
+# Hetzner's limits on a volume's size, in GB.
+VOLUME_MIN_GB = 10
+VOLUME_MAX_GB = 10240
 # Accounts of Debian/Ubuntu base systems and of the packages the program installs: never the app user.
 SYSTEM_USERS = frozenset(
     {
@@ -196,6 +211,20 @@ class HetznerServer:
     """The sudo user cloud-init creates; provisioning logs in as it and root login is off."""
     replace_server: bool = False
     """replaceServer: the user confirms, for this run, a new server for a changed location or image."""
+    data_volume: DataVolume | None = None
+    """The Hetzner Volume holding the app's data, or None (the data is on the server's disk)."""
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """dataVolume, dataVolumeId, dataVolumeKeep: a Hetzner Volume for the app's data."""
+
+    size_gb: int
+    """dataVolume: the size asked for; 0 with volume_id means the kept volume's own size."""
+    volume_id: int = 0
+    """dataVolumeId: a kept volume to attach (imported into the stack); 0 means a new one."""
+    keep: bool = True
+    """dataVolumeKeep: retained by pulumi destroy and delete-protected at Hetzner."""
 
 
 @dataclass(frozen=True)
@@ -400,9 +429,19 @@ class Settings:
         return f"{self.app_dir}/current"
 
     @property
+    def data_volume(self) -> DataVolume | None:
+        return self.server.data_volume if self.server else None
+
+    @property
+    def data_dir(self) -> str | None:
+        """The app's directory on the data volume (the app user's, in the volume's root-owned root)."""
+        return data_dir_of(self.app_name) if self.data_volume else None
+
+    @property
     def shared_dir(self) -> str:
-        """What outlives releases: .env, media, the database, logs, virtualenvs."""
-        return shared_dir_of(self.user, self.app_name)
+        """What outlives releases: .env, media, the database, logs, virtualenvs; on the data volume
+        when there is one."""
+        return shared_dir_of(self.user, self.app_name, self.data_volume is not None)
 
     @property
     def env_file(self) -> str:
@@ -595,9 +634,14 @@ def app_dir_of(user: str, app_name: str) -> str:
     return f"/home/{user}/{app_name}"
 
 
-def shared_dir_of(user: str, app_name: str) -> str:
+def data_dir_of(app_name: str) -> str:
+    """The app's directory on the data volume."""
+    return f"{DATA_MOUNT}/{app_name}"
+
+
+def shared_dir_of(user: str, app_name: str, on_volume: bool = False) -> str:
     """What outlives releases; needed before Settings exists, for the default logs directory."""
-    return f"{app_dir_of(user, app_name)}/shared"
+    return f"{data_dir_of(app_name)}/shared" if on_volume else f"{app_dir_of(user, app_name)}/shared"
 
 
 @cache
@@ -893,7 +937,11 @@ def _host_mode(reader: _Reader, app_user: str) -> tuple[HetznerServer | None, Ex
         admin_keys = tuple(_public_key("adminSshKeys", k) for k in reader.value("adminSshKeys"))
         admin = _admin_user(reader, app_user)
         replace = reader.value("replaceServer")
-        return HetznerServer(server_type, image, location, reader.value("backups"), admin_keys, admin, replace), None
+        volume = _data_volume(reader)
+        return (
+            HetznerServer(server_type, image, location, reader.value("backups"), admin_keys, admin, replace, volume),
+            None,
+        )
 
     for key in SERVER_ONLY_SETTINGS:
         if reader.differs_from_default(key):
@@ -938,6 +986,24 @@ def _host_mode(reader: _Reader, app_user: str) -> tuple[HetznerServer | None, Ex
             "existingHostPrivateKey", "is not an unencrypted OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----)"
         ) from None
     return None, ExistingHost(address, user, host_key, pulumi.Output.secret(private_key + "\n"), image)
+
+
+def _data_volume(reader: _Reader) -> DataVolume | None:
+    size = reader.value("dataVolume")
+    volume_id = reader.value("dataVolumeId")
+    keep = reader.value("dataVolumeKeep")
+    if size != 0 and not VOLUME_MIN_GB <= size <= VOLUME_MAX_GB:
+        raise SettingError(
+            "dataVolume",
+            f"{size} is not a Hetzner Volume size: {VOLUME_MIN_GB} to {VOLUME_MAX_GB} (GB), or 0 for no volume",
+        )
+    if volume_id < 0:
+        raise SettingError("dataVolumeId", f"{volume_id} is not a Hetzner Volume id: a whole number above 0")
+    if not size and not volume_id:
+        if reader.explicit("dataVolumeKeep") is not None:
+            raise SettingError("dataVolumeKeep", "is only used with dataVolume: set dataVolume too, or remove it")
+        return None
+    return DataVolume(size, volume_id, keep)
 
 
 def _host_key(text: str) -> str:
@@ -1028,8 +1094,8 @@ def _env_pairs(key: str, items: list[str], *, secret: bool) -> list[tuple[str, s
     return pairs
 
 
-def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
-    directory = reader.string("logsDir") or f"{app_dir}/shared/logs"
+def _logs(reader: _Reader, app_dir: str, app_name: str, data_dir: str | None = None) -> LogSettings:
+    directory = reader.string("logsDir") or f"{data_dir or app_dir}/shared/logs"
     parts = directory.split("/")
     if (
         not directory.startswith("/")
@@ -1044,11 +1110,16 @@ def _logs(reader: _Reader, app_dir: str, app_name: str) -> LogSettings:
     # The app user owns its log directory: anywhere else than its own tree or ours, chowning it
     # would hand it a system directory (/, /etc, /var/log, another user's).
     dedicated = f"{LOGS_ROOT}/{app_name}"
-    if not (directory.startswith(app_dir + "/") or directory == dedicated or directory.startswith(dedicated + "/")):
+    own = [app_dir, *([data_dir] if data_dir else [])]
+    if not (
+        any(directory.startswith(tree + "/") for tree in own)
+        or directory == dedicated
+        or directory.startswith(dedicated + "/")
+    ):
         raise SettingError(
             "logsDir",
-            f"{_shown(directory)} is outside the app's own trees: use a directory inside {app_dir}/ "
-            f"or {dedicated} (or inside it)",
+            f"{_shown(directory)} is outside the app's own trees: use a directory inside "
+            f"{'/ or '.join(own)}/ or {dedicated} (or inside it)",
         )
     filename = reader.string("logFilename") or f"{app_name}.log"
     if not re.match(r"^[A-Za-z0-9_.-]{1,100}$", filename) or filename in (".", ".."):
@@ -1372,6 +1443,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
                 f"{name!r} is not an override of the overlay: one of {', '.join(OVERLAY_SETTINGS)}",
             )
     server, existing = _host_mode(reader, user)
+    data_dir = data_dir_of(app_name) if server and server.data_volume else None
     stack = pulumi.get_stack() if stack is None else stack
     # Outside a Pulumi run (a plain function call) no stack may be known: nothing to name then.
     if stack and (server is not None or reader.value("manageDns")):
@@ -1431,7 +1503,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         letsencrypt_email=email,
         acme_server=_acme(reader),
         client_max_body_size=body,
-        logs=_logs(reader, app_dir_of(user, app_name), app_name),
+        logs=_logs(reader, app_dir_of(user, app_name), app_name, data_dir),
         django_env=tuple(plain_env),
         django_secret_env=tuple((k, pulumi.Output.secret(v)) for k, v in secret_env),
         django_secret_key=pulumi.Output.secret(secret_key) if secret_key else None,

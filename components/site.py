@@ -4,6 +4,7 @@ stack outputs."""
 from __future__ import annotations
 
 import pulumi
+import pulumi_hcloud as hcloud
 import pulumi_random as random
 import pulumi_tls as tls
 
@@ -12,7 +13,7 @@ from components.dns import Dns, DnsArgs
 from components.github import GitHubAccess, GitHubArgs
 from components.host import Host, HostArgs
 from components.server import Server, ServerArgs
-from components.settings import Settings, hetzner_labels, hetzner_prefix
+from components.settings import DATA_MOUNT, Settings, hetzner_labels, hetzner_prefix
 
 # Django's own get_random_secret_key() alphabet, minus characters that need quoting in a .env file.
 SECRET_KEY_SPECIALS = "!@%^&*(-_=+)"
@@ -125,6 +126,8 @@ class DjangoSite(pulumi.ComponentResource):
                 server=self.server.hcloud_server,
                 offsite_public_key=offsite_public_key,
                 offsite_secrets=offsite_secrets,
+                data_device=None if self.server.volume is None else self.server.volume.linux_device,
+                data_volume_after=[r for r in (self.server.volume, self.server.volume_attached) if r is not None],
             ),
             opts=child,
         )
@@ -163,12 +166,31 @@ class DjangoSite(pulumi.ComponentResource):
                 "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " ", s.backup_script, " list"
             ),
         }
+        if self.server.volume is not None:
+            self.outputs["dataVolume"] = _data_volume_line(s, self.server.volume)
         if s.offsite is not None:
             self.outputs["offsiteRepository"] = s.offsite.repository
             self.outputs["offsiteSshPublicKey"] = offsite_public_key
             # The repository cannot be read without it, and `pulumi destroy` forgets it: keep a copy.
             self.outputs["offsiteRepositoryPassword"] = pulumi.Output.secret(offsite_password)
         self.register_outputs(self.outputs)
+
+
+def _data_volume_line(s: Settings, volume: hcloud.Volume) -> pulumi.Output[str]:
+    """One line: where the data volume is, what `pulumi destroy` does with it, how to reuse or delete it."""
+    keep = s.data_volume is not None and s.data_volume.keep
+
+    def line(values: list[object]) -> str:
+        volume_id, name, location, size = values
+        where = f"Hetzner Volume {name} (id {volume_id}, {location}, {size} GB) at {DATA_MOUNT}"
+        if not keep:
+            return f"{where}: pulumi destroy deletes it with the data (dataVolumeKeep false)"
+        return (
+            f"{where}: pulumi destroy keeps it; reuse it with dataVolumeId {volume_id}, or delete it with "
+            f"hcloud volume disable-protection {volume_id} delete && hcloud volume delete {volume_id}"
+        )
+
+    return pulumi.Output.all(volume.id, volume.name, volume.location, volume.size).apply(line)
 
 
 def _next_steps(s: Settings) -> str:

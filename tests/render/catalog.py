@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 
 from components import render
-from components.settings import HetznerServer, Offsite, Settings
+from components.settings import DataVolume, HetznerServer, Offsite, Settings
 from tests.render.conftest import CI_PUBLIC_KEY
 
 EXPECTED_IPV4 = "198.51.100.2"
@@ -22,6 +22,7 @@ SCRIPT_NAMES = (
     "run-scheduled",
     "django-vps-manage",
     "admin_keys_step",
+    "volume_step",
     "packages_step",
     "security_step",
     "app_user_step",
@@ -50,6 +51,18 @@ def created_server(s: Settings) -> Settings:
     return replace(s, server=HetznerServer("cx23", s.image, "fsn1", False, ()), existing_host=None)
 
 
+VOLUME_DEVICE = "/dev/disk/by-id/scsi-0HC_Volume_4711"
+
+
+def with_volume(s: Settings) -> Settings:
+    """s on a created server with a data volume: the step only it gets is checked in every variant."""
+    server = created_server(s).server
+    assert server is not None
+    if server.data_volume is not None:
+        return created_server(s)
+    return replace(created_server(s), server=replace(server, data_volume=DataVolume(10)))
+
+
 OFFSITE_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a9dQsVNIhDGfNgT backups"
 
 
@@ -73,6 +86,7 @@ def scripts(s: Settings) -> dict[str, str]:
         "run-scheduled": render.run_scheduled_sh(s),
         "django-vps-manage": render.manage_command_sh(),
         "admin_keys_step": render.admin_keys_step(created_server(s), CI_PUBLIC_KEY),
+        "volume_step": render.volume_step(with_volume(s), VOLUME_DEVICE),
         "packages_step": render.packages_step(s),
         "security_step": render.security_step(s),
         "app_user_step": render.app_user_step(s, CI_PUBLIC_KEY),

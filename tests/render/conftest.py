@@ -133,6 +133,7 @@ VARIANTS: dict[str, Callable[[], dict[str, object]]] = {
         "adminUser": "ops",
         "hostFirewall": "false",
         "database": "postgresql",
+        "dataVolume": "20",
     },
     "requirements-existing-host": lambda: {
         "dependencies": "requirements",

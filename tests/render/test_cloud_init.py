@@ -104,3 +104,28 @@ def test_cloud_init_schema_rejects_a_broken_user_data(user_data, tmp_path: Path,
     assert result.returncode != 0
     (errors,) = [line for line in result.stderr.splitlines() if line.startswith("Cloud config schema errors: ")]
     assert error in errors, result.stderr
+
+
+def test_a_data_volume_is_mounted_by_its_stable_name_and_never_formatted(tmp_path: Path) -> None:
+    """dataVolume: cloud-init's mounts module writes the fstab entry of the volume's by-id device (nofail:
+    a server without it still boots) and mounts it at the data mount point; no fs_setup, so nothing
+    ever formats it; and cloud-init's own schema takes the document."""
+    private, public = ed25519_keypair()
+    device = "/dev/disk/by-id/scsi-0HC_Volume_4711"
+    text = render.cloud_init(private, public, [public], "admin", data_device=device)
+    data = yaml.safe_load(text)
+    assert data["mounts"] == [[device, "/srv/django-vps-data", "ext4", "defaults,nofail,discard", "0", "2"]]
+    assert not {"fs_setup", "disk_setup"} & set(data)
+    result = _schema_check(text, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Without a volume the document has no mounts at all.
+    assert "mounts" not in yaml.safe_load(render.cloud_init(private, public, [public], "admin"))
+
+
+@pytest.mark.parametrize(
+    "device", ["/dev/sda", "/dev/disk/by-id/scsi-0HC_Volume_1 /", "/dev/disk/by-id/scsi-0HC_Volume_", "x\nmounts: []"]
+)
+def test_only_a_hetzner_volume_device_is_written(device: str) -> None:
+    private, public = ed25519_keypair()
+    with pytest.raises(ValueError, match="is not a Hetzner Volume's device"):
+        render.cloud_init(private, public, [public], "admin", data_device=device)

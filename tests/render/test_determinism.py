@@ -137,7 +137,8 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
         (
             "database",
             "postgresql",
-            {"packages_step", "django_env", "deploy.sh", "deploy_step", "backup.sh", "backup_step"},
+            # (and, with a data volume, its cluster is bind-mounted from the volume by the volume step)
+            {"packages_step", "django_env", "deploy.sh", "deploy_step", "backup.sh", "backup_step", "volume_step"},
         ),
         ("backupSchedule", "*-*-* 03:00:00", {"backup.sh", "backup.timer", "backup_step"}),
         ("backupKeep", 14, {"backup.sh", "backup_step"}),

@@ -29,7 +29,7 @@ from decouple import RepositoryEnv
 
 from components import render, sshkeys
 from components.settings import SettingError, Settings, _is_secret, declared_config, load_settings
-from tests.render.catalog import scripts
+from tests.render.catalog import VOLUME_DEVICE, scripts
 from tests.render.conftest import BASE_CONFIG, CI_PUBLIC_KEY, ed25519_keypair, find_tool, require_tool
 from tests.render.sandbox import Sandbox, sandboxed, sandboxed_security
 from tests.support.runtime import django_vps_wsgi
@@ -76,6 +76,8 @@ GOOD: dict[str, str] = {
     "image": "debian-12",
     "location": "fsn1",
     "backups": "false",
+    "dataVolume": "10",
+    "dataVolumeId": "4711",
     "adminUser": "admin",
     "existingHost": EXISTING["existingHost"],
     "existingHostUser": "root",
@@ -195,7 +197,11 @@ def _files(s: Settings, secret_key: str, secret_env: list[tuple[str, str]]) -> d
     }
     if s.server is not None:
         files["cloud_init"] = render.cloud_init(
-            HOST_PRIVATE, HOST_PUBLIC, [PROVISIONING_PUBLIC, *s.server.admin_ssh_keys], s.server.admin_user
+            HOST_PRIVATE,
+            HOST_PUBLIC,
+            [PROVISIONING_PUBLIC, *s.server.admin_ssh_keys],
+            s.server.admin_user,
+            data_device=VOLUME_DEVICE if s.server.data_volume else None,
         )
     return files
 

@@ -114,6 +114,8 @@ class NginxPrefix:
 
     def install(self, site_text: str, *, tls: bool, ports: dict[int, int] | None = None) -> Path:
         mapping = {
+            # With a data volume shared/ is on it, outside the app directory: here it is where it would be.
+            **({f"{self.s.shared_dir}/": f"{self.app_dir}/shared/"} if self.s.data_volume else {}),
             f"{self.s.app_dir}/": f"{self.app_dir}/",
             f"http://unix:{self.s.socket_path};": f"http://unix:{self.socket};",
             "/var/log/nginx/": f"{self.prefix}/log/",

@@ -86,6 +86,8 @@ class Registration:
     delete_before_replace: bool
     provider: str
     custom: bool
+    retain_on_delete: bool = False
+    import_id: str = ""
 
 
 @dataclass
@@ -124,6 +126,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     pending: dict[tuple[str, str], Registration] = field(default_factory=dict)
     servers: list[dict[str, Any]] = field(default_factory=list)
     """What getServers lists: the Hetzner servers that exist before the run (camelCase)."""
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    """What getVolumes and getVolume find: the Hetzner Volumes that exist before the run (camelCase)."""
     calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
 
     # Provider answers, keyed by type token; values camelCase as the engine returns them.
@@ -139,6 +143,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "command:remote:Command":
             outputs.update(stdout="", stderr="")
         resource_id = str(next(self.ids))
+        if args.typ == "hcloud:index/volume:Volume":
+            resource_id = args.resource_id or resource_id  # an import keeps the volume's id
+            outputs.update(linuxDevice=f"/dev/disk/by-id/scsi-0HC_Volume_{resource_id}")
         registration = self.pending.pop((args.typ, args.name), None)
         self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs, resource_id, registration))
         # As the engine does: outputs named in additional_secret_outputs come back secret (pulumi-tls
@@ -156,6 +163,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             selector = dict(term.split("=", 1) for term in args.args["withSelector"].split(","))
             listed = [s for s in self.servers if selector.items() <= s["labels"].items()]
             return {"id": "list", "servers": listed}
+        if args.token == "hcloud:index/getVolumes:getVolumes":
+            selector = dict(term.split("=", 1) for term in args.args["withSelector"].split(","))
+            listed = [v for v in self.volumes if selector.items() <= v["labels"].items()]
+            return {"id": "list", "volumes": listed}
+        if args.token == "hcloud:index/getVolume:getVolume":
+            found = [v for v in self.volumes if v["id"] == args.args["id"]]
+            if not found:
+                raise Exception(f"no volume found with id {args.args['id']}")
+            return found[0]
         if args.token == "hcloud:index/getServerType:getServerType":
             architecture, disk = SERVER_TYPES[args.args["name"]]
             return {"id": 1, "name": args.args["name"], "architecture": architecture, "disk": disk}
@@ -202,6 +218,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 delete_before_replace=request.deleteBeforeReplace,
                 provider=request.provider,
                 custom=request.custom,
+                retain_on_delete=request.retainOnDelete,
+                import_id=request.importId,
             )
         return super().RegisterResource(request)
 
@@ -242,6 +260,7 @@ def run_stack(monkeypatch: pytest.MonkeyPatch):
     def run(
         secret_keys: tuple[str, ...] = (),
         hetzner_servers: tuple[dict[str, Any], ...] = (),
+        hetzner_volumes: tuple[dict[str, Any], ...] = (),
         stack: str = STACK,
         **overrides: str | None,
     ) -> StackRun:
@@ -251,7 +270,7 @@ def run_stack(monkeypatch: pytest.MonkeyPatch):
                 config.pop(full_key(key), None)
             else:
                 config[full_key(key)] = value
-        mocks = RecordingMocks(servers=list(hetzner_servers))
+        mocks = RecordingMocks(servers=list(hetzner_servers), volumes=list(hetzner_volumes))
         with monkeypatch.context() as patch:
             _install_monitor(patch, mocks)
             exports = run_program(mocks, config, stack=stack, secret_keys=tuple(full_key(k) for k in secret_keys))

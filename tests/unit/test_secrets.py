@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.host import OFFSITE_ONLY, POSTGRESQL_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
+from components.host import DATA_VOLUME_ONLY, OFFSITE_ONLY, POSTGRESQL_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
 from components.settings import load_settings
 from components.site import DjangoSite
 from tests.unit.conftest import (
@@ -96,7 +96,7 @@ def test_no_secret_in_scripts_plain_inputs_or_exports(run_stack) -> None:
         assert used_secretly(run, [value]) == ["blog-host-env"]
     assert set(used_secretly(run, secrets["blog-server-host-key.openssh"])) == {"blog-server-server"}
     assert set(used_secretly(run, secrets["blog-server-provisioning-key.openssh"])) == {
-        f"blog-host-{step}" for step in STEP_NEEDS if step not in POSTGRESQL_ONLY | OFFSITE_ONLY
+        f"blog-host-{step}" for step in STEP_NEEDS if step not in POSTGRESQL_ONLY | OFFSITE_ONLY | DATA_VOLUME_ONLY
     }
     assert used_secretly(run, secrets["blog-github-ci-key.openssh"]) == ["blog-github-ssh-key"]
     assert used_secretly(run, secrets["blog-github-deploy-key.openssh"]) == ["blog-host-app-user"]
@@ -221,7 +221,8 @@ def inputs_by_step(run: StackRun) -> dict[str, tuple[object, object]]:
 
 def changed_steps(before: StackRun, after: StackRun) -> set[str]:
     a, b = inputs_by_step(before), inputs_by_step(after)
-    assert set(a) == set(b) == set(STEP_NEEDS) - POSTGRESQL_ONLY - OFFSITE_ONLY  # a created server's: admin-keys too
+    # a created server's: admin-keys too
+    assert set(a) == set(b) == set(STEP_NEEDS) - POSTGRESQL_ONLY - OFFSITE_ONLY - DATA_VOLUME_ONLY
     return {step for step in a if a[step] != b[step]}
 
 

@@ -9,7 +9,15 @@ import pulumi
 import pytest
 import yaml
 
-from components.host import CREATED_SERVER_ONLY, OFFSITE_ONLY, POSTGRESQL_ONLY, STEP_NEEDS, STEPS, TEARDOWN_AFTER
+from components.host import (
+    CREATED_SERVER_ONLY,
+    DATA_VOLUME_ONLY,
+    OFFSITE_ONLY,
+    POSTGRESQL_ONLY,
+    STEP_NEEDS,
+    STEPS,
+    TEARDOWN_AFTER,
+)
 from components.settings import github_environment
 from tests.unit.conftest import (
     PROD_CONFIG,
@@ -42,7 +50,7 @@ GITHUB_PROVIDER = "pulumi:providers:github"
 STACK = "pulumi:pulumi:Stack"
 
 # A created server's steps with the default settings (SQLite: no database step).
-CREATED_STEPS = set(STEP_NEEDS) - POSTGRESQL_ONLY - OFFSITE_ONLY
+CREATED_STEPS = set(STEP_NEEDS) - POSTGRESQL_ONLY - OFFSITE_ONLY - DATA_VOLUME_ONLY
 
 # The prod example: every resource, its type and the component it belongs to.
 PROD_RESOURCES: dict[str, tuple[str, str]] = {
@@ -363,11 +371,11 @@ def test_host_steps_wait_for_exactly_what_they_need(run_stack) -> None:
     run = run_stack()
     steps = commands(run)
     assert set(steps) == CREATED_STEPS == {*STEPS, *CREATED_SERVER_ONLY}
-    assert STEP_NEEDS["packages"] == () and STEP_NEEDS["dns-wait"] == () and STEP_NEEDS["admin-keys"] == ()
+    assert STEP_NEEDS["packages"] == ("volume",) and STEP_NEEDS["dns-wait"] == () and STEP_NEEDS["admin-keys"] == ()
     for role in CREATED_STEPS:
         registration = steps[role].registration
         waited = {other for other, c in steps.items() if c.urn in registration.dependencies}
-        assert waited == set(STEP_NEEDS[role]) - POSTGRESQL_ONLY - OFFSITE_ONLY, role
+        assert waited == set(STEP_NEEDS[role]) - POSTGRESQL_ONLY - OFFSITE_ONLY - DATA_VOLUME_ONLY, role
         assert not any(c.urn in urns for c in steps.values() for urns in registration.property_dependencies.values())
 
     def upstream(role: str) -> set[str]:

@@ -73,6 +73,11 @@ class Resource:
         """What `pulumi refresh` finds; by default the resource is as recorded. None: it is gone."""
         return outputs
 
+    def import_inputs(self, outputs: dict[str, Any]) -> dict[str, Any] | None:
+        """The inputs of a resource read for an import (the `import` option: nothing recorded yet), as a
+        bridged provider extracts them from the state; None: the type cannot be imported."""
+        return None
+
 
 class Function:
     """One function (data source) of a stand-in provider: what an invoke of `token` answers."""
@@ -229,6 +234,12 @@ class _Servicer(provider_pb2_grpc.ResourceProviderServicer):
         if outputs is None:  # an empty id: the engine drops the resource from the state
             return proto.ReadResponse()
         inputs = request.inputs if request.HasField("inputs") else None
+        if not recorded and not (inputs is not None and to_dict(inputs)):
+            # An import: nothing of it is recorded, the inputs come from what the provider found.
+            imported = self.p.resource(request.urn).import_inputs(outputs)
+            if imported is None:
+                raise ProviderError(f"the {self.p.name} stand-in cannot import {request.urn.split('::')[2]}")
+            inputs = to_struct(imported)
         return proto.ReadResponse(id=request.id, properties=to_struct(outputs), inputs=inputs)
 
     @_guarded

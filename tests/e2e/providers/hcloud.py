@@ -1,6 +1,6 @@
-"""Stand-in for pulumi-resource-hcloud: SshKey, Firewall, Server, Zone and ZoneRrset, and the functions
-getServers and getServerType, over the Hetzner Cloud API (`hcloud:endpoint`, the lab's stand-in), as
-terraform-provider-hcloud does through hcloud-go.
+"""Stand-in for pulumi-resource-hcloud: SshKey, Firewall, Server, Volume, VolumeAttachment, Zone and
+ZoneRrset, and the functions getServers, getServerType, getVolumes and getVolume, over the Hetzner
+Cloud API (`hcloud:endpoint`, the lab's stand-in), as terraform-provider-hcloud does through hcloud-go.
 
 Contract read in terraform-provider-hcloud (bridged by pulumi-hcloud 1.43.3):
 - `internal/sshkey/resource.go`: `public_key` is ForceNew; name and labels are updated with
@@ -21,6 +21,18 @@ Contract read in terraform-provider-hcloud (bridged by pulumi-hcloud 1.43.3):
   SHA-1 of the servers' ids (`datasourceutil.ListID`).
 - `internal/servertype/data_source.go`: getServerType looks a type up by id or name
   (`GET /server_types?name=`) and fails when there is none.
+- `internal/volume/resource.go`: `location` is ForceNew; create posts name, size, location, labels,
+  automount and format (`POST /volumes`) and waits for the action and next actions; an update
+  renames (`PUT`), moves `server_id` by detach/attach, resizes (`actions/resize`) and relabels; a
+  delete detaches an attached volume first, then `DELETE /volumes/{id}`; the state takes name,
+  size, location, server_id (when attached), labels and linux_device from the API. Delete
+  protection (`delete_protection`, in pulumi-hcloud 1.43.3's schema) is the `change_protection`
+  action, after create and on change; Hetzner refuses to delete a protected volume.
+- `internal/volume/resource_attachment.go`: `volume_id` and `server_id` are ForceNew; create is the
+  `attach` action (with `automount` when set), the id is the volume's; read drops it when the volume
+  is gone or attached nowhere; delete detaches when attached.
+- `internal/volume/data_source.go`: getVolume by id (`GET /volumes/{id}`, "no volume found with id
+  N" when there is none) and getVolumes (`hcloud_volumes`, every page of `GET /volumes?label_selector=`).
 - `internal/zone/resource.go`: `name` and `mode` RequiresReplace, ttl defaults to 3600; the update
   changes the TTL and protection by actions and always ends with `PUT /zones/{id}`.
 - `internal/zonerrset/resource.go`: `zone`, `name` and `type` RequiresReplace; the id is
@@ -511,6 +523,154 @@ class Server(HcloudResource):
         return self._outputs(outputs, found["server"], hashed=True)
 
 
+# --- volumes ------------------------------------------------------------------------------------
+
+
+def _volume_outputs(inputs: dict[str, Any], volume: dict[str, Any]) -> dict[str, Any]:
+    """The state as setVolumeSchema writes it (server_id only when attached)."""
+    outputs = {**inputs, "name": volume["name"], "size": volume["size"], "location": volume["location"]["name"],
+               "labels": volume["labels"], "linuxDevice": volume["linux_device"],
+               "deleteProtection": volume["protection"]["delete"]}  # fmt: skip
+    outputs.pop("serverId", None)
+    if volume["server"] is not None:
+        outputs["serverId"] = volume["server"]
+    return outputs
+
+
+class Volume(HcloudResource):
+    token = "hcloud:index/volume:Volume"
+    replace_on = frozenset({"location"})
+
+    def check(self, news: dict[str, Any]) -> dict[str, Any]:
+        return {"deleteProtection": False, **news}
+
+    def _protect(self, id_: str | int, protect: bool) -> None:
+        client = self.client()
+        client.wait(client.call("POST", f"/volumes/{id_}/actions/change_protection", {"delete": protect})["action"])
+
+    def create(self, inputs: dict[str, Any], preview: bool) -> tuple[str, dict[str, Any]]:
+        if preview:
+            return "", inputs
+        if inputs.get("serverId"):
+            raise ProviderError("the hcloud stand-in does not implement Volume serverId (use VolumeAttachment)")
+        client = self.client()
+        body: dict[str, Any] = {"name": inputs["name"], "size": inputs["size"]}
+        for key, api_key in (("location", "location"), ("labels", "labels"), ("automount", "automount"),
+                             ("format", "format")):  # fmt: skip
+            if inputs.get(key) not in (None, "", {}):
+                body[api_key] = inputs[key]
+        answer = client.call("POST", "/volumes", body)
+        volume_id = answer["volume"]["id"]
+        client.wait(answer["action"], *answer.get("next_actions") or [])
+        if inputs.get("deleteProtection"):
+            self._protect(volume_id, True)
+        return str(volume_id), _volume_outputs(inputs, client.get(f"/volumes/{volume_id}")["volume"])
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any], preview: bool) -> dict[str, Any]:
+        if preview:
+            return {**olds, **news}
+        client = self.client()
+        if olds.get("name") != news.get("name"):
+            client.call("PUT", f"/volumes/{id_}", {"name": news["name"]})
+        if olds.get("size") != news.get("size"):
+            client.wait(client.call("POST", f"/volumes/{id_}/actions/resize", {"size": news["size"]})["action"])
+        if _labels_changed(olds, news):
+            client.call("PUT", f"/volumes/{id_}", {"labels": news.get("labels") or {}})
+        if bool(olds.get("deleteProtection")) != bool(news.get("deleteProtection")):
+            self._protect(id_, bool(news.get("deleteProtection")))
+        return _volume_outputs(news, client.get(f"/volumes/{id_}")["volume"])
+
+    def delete(self, id_: str, outputs: dict[str, Any]) -> None:
+        client = self.client()
+        found = client.find(f"/volumes/{id_}")
+        if found is None:
+            return
+        if found["volume"]["server"] is not None:
+            client.wait(client.call("POST", f"/volumes/{id_}/actions/detach", {})["action"])
+        try:
+            client.call("DELETE", f"/volumes/{id_}")
+        except ApiError as error:
+            if error.code != "not_found":
+                raise
+
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
+        found = self.client().find(f"/volumes/{id_}")
+        if found is None:
+            return None  # deleted outside Pulumi: refresh drops it, as the provider does
+        return _volume_outputs(outputs, found["volume"])
+
+    def import_inputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        # Not server_id: Optional+Computed, so a program that does not set it changes nothing.
+        return {key: outputs[key] for key in ("name", "size", "location", "labels", "deleteProtection")
+                if key in outputs}  # fmt: skip
+
+
+class VolumeAttachment(HcloudResource):
+    token = "hcloud:index/volumeAttachment:VolumeAttachment"
+    replace_on = frozenset({"volumeId", "serverId"})
+
+    def create(self, inputs: dict[str, Any], preview: bool) -> tuple[str, dict[str, Any]]:
+        if preview:
+            return "", inputs
+        client = self.client()
+        volume_id = int(inputs["volumeId"])
+        body: dict[str, Any] = {"server": int(inputs["serverId"])}
+        if inputs.get("automount") is not None:
+            body["automount"] = bool(inputs["automount"])
+        client.wait(client.call("POST", f"/volumes/{volume_id}/actions/attach", body)["action"])
+        return str(volume_id), {**inputs, "automount": bool(inputs.get("automount"))}
+
+    def delete(self, id_: str, outputs: dict[str, Any]) -> None:
+        client = self.client()
+        found = client.find(f"/volumes/{id_}")
+        if found is not None and found["volume"]["server"] is not None:
+            client.wait(client.call("POST", f"/volumes/{id_}/actions/detach", {})["action"])
+
+    def read(self, id_: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
+        found = self.client().find(f"/volumes/{id_}")
+        if found is None or found["volume"]["server"] is None:
+            return None
+        return {**outputs, "volumeId": found["volume"]["id"], "serverId": found["volume"]["server"]}
+
+
+def _volume_attributes(volume: dict[str, Any]) -> dict[str, Any]:
+    """getVolumeAttributes, in the SDK's property names."""
+    attributes = {"id": volume["id"], "name": volume["name"], "size": volume["size"], "labels": volume["labels"],
+                  "location": volume["location"]["name"], "linuxDevice": volume["linux_device"],
+                  "deleteProtection": volume["protection"]["delete"]}  # fmt: skip
+    if volume["server"] is not None:
+        attributes["serverId"] = volume["server"]
+    return attributes
+
+
+class GetVolumes(Function):
+    token = "hcloud:index/getVolumes:getVolumes"
+
+    def invoke(self, args: dict[str, Any]) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if args.get("withSelector"):
+            query["label_selector"] = args["withSelector"]
+        volumes = _all(client_of(self.provider), "/volumes", "volumes", query)
+        return {
+            **{k: v for k, v in args.items() if v is not None},
+            "id": _list_id([str(volume["id"]) for volume in volumes]),
+            "volumes": [_volume_attributes(volume) for volume in volumes],
+        }
+
+
+class GetVolume(Function):
+    token = "hcloud:index/getVolume:getVolume"
+
+    def invoke(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args.get("id") is None:
+            raise ProviderError("the hcloud stand-in looks volumes up by id only")
+        volume_id = int(args["id"])
+        found = client_of(self.provider).find(f"/volumes/{volume_id}")
+        if found is None:
+            raise ProviderError(f"no volume found with id {volume_id}")
+        return {**{k: v for k, v in args.items() if v is not None}, **_volume_attributes(found["volume"])}
+
+
 # --- data sources -------------------------------------------------------------------------------
 
 
@@ -775,4 +935,10 @@ class ZoneRrset(HcloudResource):
 
 
 if __name__ == "__main__":
-    serve(Provider("hcloud", [SshKey, Firewall, Server, Zone, ZoneRrset], [GetServers, GetServerType]))
+    serve(
+        Provider(
+            "hcloud",
+            [SshKey, Firewall, Server, Volume, VolumeAttachment, Zone, ZoneRrset],
+            [GetServers, GetServerType, GetVolumes, GetVolume],
+        )
+    )

@@ -3,12 +3,14 @@
 The state (`HetznerCloud`) lives apart from the HTTP handler, as moto keeps its models apart from
 its responses; a `ThreadingHTTPServer` in a thread serves it (`HetznerAPI.start/stop`). The JSON
 follows hcloud-go's `hcloud/schema/*.go` (ssh_key, firewall, server, server_type, image, action,
-zone, zone_rrset, error) and the endpoints are those terraform-provider-hcloud calls for the program's
-resources. What is real: SSH key fingerprints (MD5 of the key blob, as Hetzner shows them), the
+zone, zone_rrset, volume, error) and the endpoints are those terraform-provider-hcloud calls for the
+program's resources. What is real: SSH key fingerprints (MD5 of the key blob, as Hetzner shows them), the
 uniqueness and token checks, and servers: `POST /servers` boots a lab server from the image with
 the request's `user_data` applied by cloud-init (through a `Machines` backend, so the model also
 works without a lab), and served back to it by the lab's metadata service at 169.254.169.254, as
-Hetzner's does (metadata.py). A records go to the lab's DNS.
+Hetzner's does (metadata.py). A records go to the lab's DNS. Volumes are sparse files the lab attaches
+to its servers as loop devices at Hetzner's device path, /dev/disk/by-id/scsi-0HC_Volume_<id>
+(volumes.py says why that is safe); a server's deletion detaches its volumes, as Hetzner's does.
 
 LIMITATIONS (each one a place where the real API does more):
 - every action is answered finished (`"status": "success"`): clients never poll;
@@ -33,6 +35,7 @@ import itertools
 import json
 import logging
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +44,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from .volumes import LoopVolumes
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -165,6 +170,16 @@ class Machines(Protocol):
         """Make `fqdn` resolve to `values` (none: remove the records of that type)."""
         ...
 
+    def volume_create(self, volume_id: int, size_gb: int, fs_format: str | None) -> None: ...
+
+    def volume_attach(self, volume_id: int, server_id: int) -> None: ...
+
+    def volume_detach(self, volume_id: int, server_id: int) -> None: ...
+
+    def volume_resize(self, volume_id: int, size_gb: int) -> None: ...
+
+    def volume_delete(self, volume_id: int) -> None: ...
+
 
 class NoMachines:
     """Model-only backend: addresses from 198.51.100.100 up, nothing boots, DNS is not published."""
@@ -191,6 +206,21 @@ class NoMachines:
         else:
             self.published.pop((fqdn, rtype), None)
 
+    def volume_create(self, volume_id: int, size_gb: int, fs_format: str | None) -> None:
+        return None
+
+    def volume_attach(self, volume_id: int, server_id: int) -> None:
+        return None
+
+    def volume_detach(self, volume_id: int, server_id: int) -> None:
+        return None
+
+    def volume_resize(self, volume_id: int, size_gb: int) -> None:
+        return None
+
+    def volume_delete(self, volume_id: int) -> None:
+        return None
+
 
 class LabMachines:
     """Servers are lab servers (`hc<id>`) at the lowest free 198.51.100.x from .2, skipping the
@@ -200,6 +230,11 @@ class LabMachines:
         self.lab = lab
         self.images = dict(images or {})
         self._lock = threading.Lock()
+        assert lab.run_dir is not None, "lab not started"
+        # Each API's own directory: its volume ids start again at the model's first id.
+        self.volumes = LoopVolumes(Path(tempfile.mkdtemp(prefix="volumes-", dir=lab.run_dir)))
+        self._attached: dict[int, int] = {}
+        """Volume id -> server id."""
 
     def _image(self, name: str) -> Path:
         if name not in self.images:
@@ -245,8 +280,35 @@ class LabMachines:
         server = self.lab.servers[f"hc{server_id}"]
         if on and not server.pid1:
             server.boot()
+            # A boot makes a new /dev: the attached volumes' nodes again.
+            for volume_id, attached_to in self._attached.items():
+                if attached_to == server_id:
+                    self.volumes.plug(volume_id, server)
         elif not on and server.pid1:
             server.stop()
+
+    def volume_create(self, volume_id: int, size_gb: int, fs_format: str | None) -> None:
+        try:
+            self.volumes.create(volume_id, size_gb, fs_format)
+        except ValueError as error:
+            raise ApiError(422, "unsupported_error", str(error)) from None
+
+    def volume_attach(self, volume_id: int, server_id: int) -> None:
+        try:
+            self.volumes.attach(volume_id, self.lab.servers[f"hc{server_id}"])
+        except TimeoutError as error:
+            raise ApiError(423, "locked", str(error)) from None
+        self._attached[volume_id] = server_id
+
+    def volume_detach(self, volume_id: int, server_id: int) -> None:
+        self._attached.pop(volume_id, None)
+        self.volumes.detach(volume_id, self.lab.servers.get(f"hc{server_id}"))
+
+    def volume_resize(self, volume_id: int, size_gb: int) -> None:
+        self.volumes.resize(volume_id, size_gb)
+
+    def volume_delete(self, volume_id: int) -> None:
+        self.volumes.delete(volume_id)
 
     def delete(self, server_id: int) -> None:
         with self._lock:
@@ -313,6 +375,7 @@ class HetznerCloud:
     zones: dict[int, dict[str, Any]] = field(default_factory=dict)
     rrsets: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
     actions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    volumes: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -601,7 +664,8 @@ class HetznerCloud:
             "location": location, "image": image, "iso": None, "rescue_enabled": False, "locked": False,
             "backup_window": s["backup_window"], "outgoing_traffic": 0, "ingoing_traffic": 0,
             "included_traffic": server_type["included_traffic"], "protection": dict(s["protection"]),
-            "labels": s["labels"], "volumes": [], "load_balancers": [], "primary_disk_size": s["disk"],
+            "labels": s["labels"], "load_balancers": [], "primary_disk_size": s["disk"],
+            "volumes": sorted(v["id"] for v in self.volumes.values() if v["server"] == s["id"]),
             "placement_group": None,
         }  # fmt: skip
 
@@ -694,6 +758,11 @@ class HetznerCloud:
         server = self._server(server_id)
         if server["protection"]["delete"]:
             raise ApiError(423, "protected", "server is delete protected")
+        # Hetzner detaches a deleted server's volumes (they stay, unattached).
+        for volume in self.volumes.values():
+            if volume["server"] == server["id"]:
+                volume["server"] = None
+                self.machines.volume_detach(volume["id"], server["id"])
         self.servers.pop(server["id"])
         return {"action": self._action("delete_server", [(server["id"], "server")])}
 
@@ -730,6 +799,115 @@ class HetznerCloud:
         command_names = {"poweron": "start_server", "poweroff": "stop_server", "shutdown": "shutdown_server",
                          "change_type": "change_server_type"}  # fmt: skip
         return {"action": self._action(command_names.get(command, command), [(sid, "server")])}, power
+
+    # --- volumes --------------------------------------------------------------------------------
+
+    def _volume(self, volume_id: str | int) -> dict[str, Any]:
+        volume = self.volumes.get(volume_id if isinstance(volume_id, int) else _int_id(volume_id, "volume"))
+        if volume is None:
+            raise _not_found("volume")
+        return volume
+
+    def _volume_json(self, v: dict[str, Any]) -> dict[str, Any]:
+        lid, description, country, city, zone, _ = LOCATIONS[v["location"]]
+        location = {"id": lid, "name": v["location"], "description": description, "country": country, "city": city,
+                    "latitude": 0.0, "longitude": 0.0, "network_zone": zone}  # fmt: skip
+        return {"id": v["id"], "name": v["name"], "server": v["server"], "status": "available", "location": location,
+                "size": v["size"], "format": v["format"], "protection": dict(v["protection"]), "labels": v["labels"],
+                "linux_device": f"/dev/disk/by-id/scsi-0HC_Volume_{v['id']}", "created": v["created"]}  # fmt: skip
+
+    def list_volumes(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        found = [self._volume_json(v) for v in self.volumes.values()
+                 if (not query.get("name") or v["name"] in query["name"])
+                 and _select(v["labels"], (query.get("label_selector") or [None])[0])]  # fmt: skip
+        return _page("volumes", found)
+
+    def create_volume(self, body: dict[str, Any]) -> dict[str, Any]:
+        name, size = body.get("name"), body.get("size")
+        if not isinstance(name, str) or not HOSTNAME_RE.match(name):
+            raise _invalid("name", "name must be a valid hostname as per RFC 1123")
+        if any(v["name"] == name for v in self.volumes.values()):
+            raise _unique("name", "volume name is already used")
+        if not isinstance(size, int) or not 10 <= size <= 10240:
+            raise _invalid("size", "size must be an integer from 10 to 10240 (GB)")
+        fs_format = body.get("format")
+        if fs_format not in (None, "ext4", "xfs"):
+            raise _invalid("format", "format must be ext4 or xfs")
+        server = None
+        if body.get("server") is not None:
+            server = self._server(int(body["server"]))
+            if body.get("location") is not None:
+                raise _invalid("location", "location and server are mutually exclusive")
+        elif body.get("automount"):
+            raise _invalid("automount", "automount needs a server")
+        location = server["location"] if server else body.get("location")
+        if isinstance(location, dict):
+            location = location.get("name")
+        if location not in LOCATIONS:
+            raise _invalid("location", f"location {location!r} not found")
+        volume = {"id": next(self._ids), "name": name, "size": size, "format": fs_format, "location": location,
+                  "server": None, "protection": {"delete": False}, "labels": _labels(body.get("labels")),
+                  "created": _now()}  # fmt: skip
+        self.machines.volume_create(volume["id"], size, fs_format)
+        self.volumes[volume["id"]] = volume
+        action = self._action("create_volume", [(volume["id"], "volume")])
+        next_actions = []
+        if server is not None:
+            next_actions.append(self._attach(volume, server))
+        return {"volume": self._volume_json(volume), "action": action, "next_actions": next_actions}
+
+    def _attach(self, volume: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
+        if volume["server"] is not None:
+            raise ApiError(422, "volume_already_attached", "volume is already attached to a server")
+        if volume["location"] != server["location"]:
+            raise ApiError(422, "invalid_input", "volume and server are not in the same location")
+        self.machines.volume_attach(volume["id"], server["id"])
+        volume["server"] = server["id"]
+        return self._action("attach_volume", [(volume["id"], "volume"), (server["id"], "server")])
+
+    def get_volume(self, volume_id: str) -> dict[str, Any]:
+        return {"volume": self._volume_json(self._volume(volume_id))}
+
+    def update_volume(self, volume_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        volume = self._volume(volume_id)
+        if "name" in body:
+            if any(v["name"] == body["name"] and v is not volume for v in self.volumes.values()):
+                raise _unique("name", "volume name is already used")
+            volume["name"] = body["name"]
+        if "labels" in body:
+            volume["labels"] = _labels(body["labels"])
+        return {"volume": self._volume_json(volume)}
+
+    def delete_volume(self, volume_id: str) -> None:
+        volume = self._volume(volume_id)
+        if volume["protection"]["delete"]:
+            raise ApiError(423, "protected", "volume is delete protected")
+        if volume["server"] is not None:
+            raise ApiError(422, "volume_attached", "volume must be detached before it is deleted")
+        self.machines.volume_delete(volume["id"])
+        self.volumes.pop(volume["id"])
+
+    def volume_action(self, volume_id: str, command: str, body: dict[str, Any]) -> dict[str, Any]:
+        volume = self._volume(volume_id)
+        vid = volume["id"]
+        if command == "attach":
+            return {"action": self._attach(volume, self._server(int(body.get("server") or 0)))}
+        if command == "detach":
+            if volume["server"] is not None:
+                self.machines.volume_detach(vid, volume["server"])
+            resources = [(vid, "volume")] + ([(volume["server"], "server")] if volume["server"] else [])
+            volume["server"] = None
+            return {"action": self._action("detach_volume", resources)}
+        if command == "resize":
+            size = body.get("size")
+            if not isinstance(size, int) or size <= volume["size"] or size > 10240:
+                raise _invalid("size", "size must be greater than the volume's and at most 10240 (GB)")
+            self.machines.volume_resize(vid, size)
+            volume["size"] = size
+            return {"action": self._action("resize_volume", [(vid, "volume")])}
+        if body.get("delete") is not None:  # change_protection
+            volume["protection"]["delete"] = bool(body["delete"])
+        return {"action": self._action("change_protection", [(vid, "volume")])}
 
     # --- zones and RRSets -----------------------------------------------------------------------
 
@@ -966,6 +1144,12 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("DELETE", f"/servers/{ID}", "delete_server"),
         ("POST", f"/servers/{ID}/actions/(poweron|poweroff|shutdown|change_type|enable_backup|disable_backup"
                  "|change_protection)", "server_action"),
+        ("GET", "/volumes", "list_volumes"),
+        ("POST", "/volumes", "create_volume"),
+        ("GET", f"/volumes/{ID}", "get_volume"),
+        ("PUT", f"/volumes/{ID}", "update_volume"),
+        ("DELETE", f"/volumes/{ID}", "delete_volume"),
+        ("POST", f"/volumes/{ID}/actions/(attach|detach|resize|change_protection)", "volume_action"),
         ("GET", "/zones", "list_zones"),
         ("POST", "/zones", "create_zone"),
         ("GET", f"/zones/{ID}", "get_zone"),
@@ -983,7 +1167,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 ]  # fmt: skip
 # Operations that take the query string / the JSON body after their path arguments.
 TAKES_QUERY = {"list_actions", "list_server_types", "list_images", "list_ssh_keys", "list_firewalls", "list_servers",
-               "list_zones", "list_rrsets"}  # fmt: skip
+               "list_zones", "list_rrsets", "list_volumes"}  # fmt: skip
 
 
 @dataclass(frozen=True)

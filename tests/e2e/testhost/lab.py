@@ -32,6 +32,7 @@ from .image import build_image, mounts_under, remove_tree
 from .metadata import MetadataService
 from .network import create_bridge, delete_netns, own_links, own_netns
 from .server import Server
+from .volumes import detach_leftovers
 
 REGISTRY_HOSTS = ("pypi.org", "files.pythonhosted.org", "registry.npmjs.org")
 STATE_FILE = CACHE_DIR / "lab.json"  # lets `python -m tests.e2e.testhost ssh|down` find it
@@ -44,11 +45,13 @@ def cleanup_leftovers() -> None:
     without guessing PIDs. Then namespaces, links, mounts and run directories.
     """
     kill_cgroup(CGROUP_ROOT)
+    tmp = Path(tempfile.gettempdir())
+    # The Hetzner stand-in's volumes: loop devices on files in our run directories.
+    detach_leftovers(str(tmp / RUN_DIR_PREFIX))
     for ns in own_netns():
         delete_netns(ns)
     for link in own_links():
         sh(["ip", "link", "del", link], check=False)
-    tmp = Path(tempfile.gettempdir())
     for mnt in sorted(_own_mounts(), reverse=True):
         subprocess.run(["umount", "-l", mnt], check=False)
     for d in tmp.glob(f"{RUN_DIR_PREFIX}*"):
@@ -145,6 +148,7 @@ class Lab:
         self._procs.clear()
         sh(["ip", "link", "del", BRIDGE], check=False)
         if self.run_dir:
+            detach_leftovers(str(self.run_dir) + "/")
             remove_tree(self.run_dir)
             self.run_dir = None
         cleanup_leftovers()  # anything of ours not tracked above (and the state file)
