@@ -63,7 +63,7 @@ existing host the login user's keys are the user's own, and stay so)."""
 POSTGRESQL_ONLY = frozenset({"database"})
 """Steps of the database postgresql only (SQLite needs nothing installed)."""
 OFFSITE_ONLY = frozenset({"offsite"})
-"""Steps of off-site backups only (offsiteSftpHost)."""
+"""Steps of off-site backups only (offsiteSftpHost or offsiteS3Endpoint)."""
 STEPS = tuple(role for role in STEP_NEEDS if role not in CREATED_SERVER_ONLY | POSTGRESQL_ONLY | OFFSITE_ONLY)
 """The steps every host gets."""
 
@@ -120,7 +120,8 @@ class HostArgs:
     offsite_public_key: pulumi.Output[str] | None = None
     """The off-site backups' SSH public key (offsiteSftpHost), for the step's message."""
     offsite_secrets: pulumi.Output[str] | None = None
-    """Secret: the repository password's line, then the off-site SSH private key."""
+    """Secret: the repository password's line, then the off-site SSH private key (SFTP) or the
+    access key ID's and secret access key's lines (S3)."""
 
 
 def as_root(script: str, login_user: str) -> str:
@@ -170,6 +171,8 @@ class Host(pulumi.ComponentResource):
             scripts["admin-keys"] = args.login_public_key.apply(lambda key: render.admin_keys_step(s, key))
         if args.offsite_public_key is not None:
             scripts["offsite"] = args.offsite_public_key.apply(lambda key: render.offsite_step(s, key))
+        elif s.offsite is not None:
+            scripts["offsite"] = render.offsite_step(s, "")  # S3: no key to authorize anywhere
         stdins = {"app-user": args.deploy_private_key, "env": args.django_env}
         if args.offsite_secrets is not None:
             stdins["offsite"] = args.offsite_secrets

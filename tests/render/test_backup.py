@@ -21,7 +21,7 @@ FIXTURE = ROOT / "tests" / "e2e" / "fixtures" / "postgres-uv"
 
 
 def test_backup_now_keeps_the_database_and_media_and_its_snapshot_restores(tmp_path: Path) -> None:
-    release = Release(tmp_path, FIXTURE, backupKeep="2")
+    release = Release(tmp_path, FIXTURE, backupKeepDaily="2")
     result = release.run()
     assert result.returncode == 0, result.stdout + result.stderr
     (tmp_path / "current").symlink_to("releases/r1")
@@ -55,8 +55,13 @@ def test_backup_now_keeps_the_database_and_media_and_its_snapshot_restores(tmp_p
     writer.close()
     listing = subprocess.run(["bash", str(backup), "list"], env=clean_env(), capture_output=True, text=True)
     assert listing.returncode == 0, listing.stderr
-    # backupKeep 2: the newest two, newest first.
-    assert [line.split()[0] for line in listing.stdout.splitlines()] == ids[:0:-1]
+    # backupKeepDaily 2: the newest of each day (the three were made within seconds: one day, unless
+    # the run crossed midnight UTC), newest first.
+    newest_of_each_day = sorted({i.split("-")[0]: i for i in sorted(ids)}.values(), reverse=True)[:2]
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == newest_of_each_day
+    assert (
+        f"==> kept {len(newest_of_each_day)} backups (the newest of each of the last 2 days and 4 ISO weeks"
+    ) in done.stdout, done.stdout
     newest = release.shared / "backups" / ids[-1]
     assert oct(newest.stat().st_mode & 0o777) == "0o700"
     with tarfile.open(newest / "media.tar") as media:
@@ -101,3 +106,67 @@ def test_backup_now_keeps_the_database_and_media_and_its_snapshot_restores(tmp_p
     with sqlite3.connect(db) as connection:
         # The committed rows, not the uncommitted one.
         assert [row[0] for row in connection.execute("SELECT text FROM notes_note ORDER BY id")] == ["one", "two"]
+
+
+# Chosen backup times around a new year (2026 has 53 ISO weeks: 1 January 2027 is in 2026-W53), newest
+# first, with what backupKeepDaily 3 and backupKeepWeekly 2 keep: the newest of each of the three
+# newest days, and of each of the two newest ISO weeks.
+PRUNE_CASE = [
+    ("20270102-030000", True),  # Sat, 2026-W53: day 1 (and week 1)
+    ("20270101-120000", True),  # Fri, 2026-W53: day 2
+    ("20270101-030000", False),  # Fri: not the newest of its day
+    ("20261230-030000", True),  # Wed, 2026-W53: day 3
+    ("20261228-030000", False),  # Mon, 2026-W53: day 4, and its week already has one
+    ("20261227-030000", True),  # Sun, 2026-W52: week 2
+    ("20261221-030000", False),  # Mon, 2026-W52: its week already has one
+    ("20261220-030000", False),  # Sun, 2026-W51: week 3
+]
+
+
+def _prune(tmp_path: Path, daily: str, weekly: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    release = Release(tmp_path, FIXTURE, backupKeepDaily=daily, backupKeepWeekly=weekly)
+    s = release.settings
+    backups = release.shared / "backups"
+    for backup_id, _ in PRUNE_CASE:
+        (backups / backup_id).mkdir(parents=True)
+        (backups / backup_id / "db.json").write_text("{}")
+    # Not backups: left alone whatever the retention says.
+    for other in ("20261201-030000.partial", "notes", "2026120-0300001"):
+        (backups / other).mkdir()
+    script = relocate(render.backup_sh(s), {s.shared_dir: str(release.shared)})
+    backup = tmp_path / "backup.sh"
+    backup.write_text(script)
+    done = subprocess.run(["bash", str(backup), "prune"], env=clean_env(), capture_output=True, text=True, timeout=60)
+    return done, {path.name for path in backups.iterdir()}
+
+
+def test_prune_keeps_the_newest_of_each_of_the_last_days_and_iso_weeks(tmp_path: Path) -> None:
+    # The case's weeks, as the ISO calendar has them (the script asks date(1) for the same).
+    import datetime as dt
+
+    weeks = [dt.datetime.strptime(i, "%Y%m%d-%H%M%S").isocalendar()[:2] for i, _ in PRUNE_CASE]
+    assert weeks[0] == (2026, 53) and weeks[5] == (2026, 52) and weeks[7] == (2026, 51)
+    done, left = _prune(tmp_path, "3", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    kept = {i for i, keep in PRUNE_CASE if keep}
+    assert left == kept | {"20261201-030000.partial", "notes", "2026120-0300001"}
+    removed = [i for i, keep in PRUNE_CASE if not keep]
+    assert (
+        f"==> kept 4 backups (the newest of each of the last 3 days and 2 ISO weeks that have backups), "
+        f"removed 4: {' '.join(removed)}"
+    ) in done.stdout, done.stdout
+
+
+def test_prune_without_weeks_keeps_the_newest_days_only(tmp_path: Path) -> None:
+    done, left = _prune(tmp_path, "2", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert left & {i for i, _ in PRUNE_CASE} == {"20270102-030000", "20270101-120000"}
+    assert "==> kept 2 backups" in done.stdout and "removed 6: " in done.stdout, done.stdout
+
+
+def test_prune_with_more_days_than_backups_keeps_them_all(tmp_path: Path) -> None:
+    done, left = _prune(tmp_path, "30", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # One a day kept; the older of the two on 1 January goes.
+    assert {i for i, _ in PRUNE_CASE} - left == {"20270101-030000"}
+    assert "==> kept 7 backups" in done.stdout and "removed 1: 20270101-030000" in done.stdout, done.stdout
