@@ -268,6 +268,22 @@ def test_offsite_restore_brings_back_what_the_server_lost(offsite: Offsite) -> N
     assert offsite.https("/media/uploads/remember.txt") == UPLOAD
 
 
+def test_keys_the_storage_refuses_stop_the_up_in_one_line(offsite: Offsite) -> None:
+    if offsite.storage is None:
+        pytest.skip("SFTP: the first up's refusal (an unknown key) is tested above")
+    right = offsite.storage.secret_access_key
+    offsite.stack.configure({"offsiteS3SecretAccessKey": "W" * 40})
+    with pytest.raises(auto.CommandError) as refused:
+        offsite.stack.up(echo=None)
+    message = str(refused.value)
+    expected = f"off-site backups: the S3 storage refused the restic repository {offsite.repository} ("
+    assert expected in message and "check offsiteS3Bucket, offsiteS3Region and the keys" in message, message[-2000:]
+    assert "W" * 40 not in message and right not in message
+    offsite.stack.configure({"offsiteS3SecretAccessKey": right})
+    offsite.stack.up(echo=None)
+    assert offsite.backup_sh("offsite-list").returncode == 0
+
+
 def test_destroy_keeps_the_off_site_backups_and_says_where(offsite: Offsite) -> None:
     # What the README tells the user to keep before destroying: the repository's password.
     offsite.saved_password = offsite.stack.cli(
