@@ -97,7 +97,7 @@ class Offsite:
         return self.server.run(f"cd / && sudo -u {FIXTURE} -H /opt/django-vps/{FIXTURE}/bin/backup.sh {words} 2>&1")
 
 
-@pytest.fixture(scope="module", params=["sftp", "s3"])
+@pytest.fixture(scope="module", params=["s3", "sftp"])
 def offsite(request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offsite]:
     target = request.param
     server = lab.server("offapp", IP)
