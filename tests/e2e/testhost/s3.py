@@ -31,7 +31,8 @@ class S3Storage:
         self._thread: threading.Thread | None = None
         self.access_key_id = self.secret_access_key = ""
 
-    def start(self) -> S3Storage:
+    def start(self, port: int = 0) -> S3Storage:
+        """Listen on `port` (0: a free one)."""
         from moto.iam.models import iam_backends
         from moto.server import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import WSGIRequestHandler, make_server
@@ -49,7 +50,7 @@ class S3Storage:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self._cert, self._key)
         with socket.socket() as probe:  # a free port on the gateway
-            probe.bind((self.host, 0))
+            probe.bind((self.host, port))
             self.port = probe.getsockname()[1]
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=Quiet, ssl_context=context)
