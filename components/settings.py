@@ -1378,11 +1378,12 @@ def _s3_target(reader: _Reader, endpoint: str, app_name: str) -> S3Target:
 
 
 def _backup_keep(reader: _Reader) -> tuple[int, int]:
-    old = reader.explicit("backupKeep")
-    if old is not None:
+    # The engine passes Pulumi.yaml's default (0) when unset: any other value was set by the user.
+    old = reader.value("backupKeep")
+    if old != 0:
         raise SettingError(
             "backupKeep",
-            f"{_shown(str(old))} is no longer read: local retention is backupKeepDaily and backupKeepWeekly "
+            f"{old} is no longer read: local retention is backupKeepDaily and backupKeepWeekly "
             "(default 7 and 4); set those and remove backupKeep (pulumi config rm backupKeep)",
         )
     return _positive(reader, "backupKeepDaily"), _positive(reader, "backupKeepWeekly", allow_zero=True)

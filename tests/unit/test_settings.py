@@ -328,6 +328,8 @@ def test_local_retention_is_by_day_and_by_week() -> None:
     assert (s.backup_keep_daily, s.backup_keep_weekly) == (7, 4)
     s = load(backupKeepDaily="3", backupKeepWeekly="0")
     assert (s.backup_keep_daily, s.backup_keep_weekly) == (3, 0)
+    # The engine passes Pulumi.yaml's default of the old setting when it is unset (seen on the real CLI).
+    assert load(backupKeep="0").backup_keep_daily == 7
 
 
 def test_hardening_settings_accept_their_documented_values() -> None:
