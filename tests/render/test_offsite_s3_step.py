@@ -69,6 +69,7 @@ echo "== again"; run_step "$id" "$secret" 2>&1
 echo "== keys"; cat {shlex.quote(s.offsite_s3_credentials)}
 echo "== mode"; stat -c '%a %U' {shlex.quote(s.offsite_s3_credentials)} {shlex.quote(s.offsite_password_file)}
 echo "== refused"; run_step "$id" WRONGWRONGWRONGWRONG 2>&1
+echo "== kept"; cat {shlex.quote(s.offsite_s3_credentials)}; ls {shlex.quote(s.offsite_dir)}
 """
         out = jail.run(script, timeout=240).stdout
     finally:
@@ -83,8 +84,10 @@ echo "== refused"; run_step "$id" WRONGWRONGWRONGWRONG 2>&1
     (line,) = [line for line in refused.splitlines() if "off-site backups" in line]
     assert line.startswith(f"off-site backups: the S3 storage refused the restic repository {repository} (")
     assert "check offsiteS3Bucket, offsiteS3Region and the keys" in line
-    # The file holds the keys given on stdin, exactly.
+    # The file holds the keys given on stdin, exactly; a refused run leaves those of the last good one
+    # (the stack's state keeps that run's inputs: the next run with them would change nothing).
     assert parts["keys"] == parts["given"], out
+    assert parts["kept"] == parts["given"] + "restic-password\ns3-credentials\n", out
     key_id, secret = parts["given"].split()
     for text in (parts["first"], parts["again"], refused):
         assert key_id not in text and secret not in text and PASSWORD not in text
