@@ -66,7 +66,7 @@ existing host the login user's keys are the user's own, and stay so)."""
 POSTGRESQL_ONLY = frozenset({"database"})
 """Steps of the database postgresql only (SQLite needs nothing installed)."""
 OFFSITE_ONLY = frozenset({"offsite"})
-"""Steps of off-site backups only (offsiteSftpHost)."""
+"""Steps of off-site backups only (offsiteSftpHost or offsiteS3Endpoint)."""
 DATA_VOLUME_ONLY = frozenset({"volume"})
 """Steps of a data volume only (dataVolume)."""
 STEPS = tuple(
@@ -128,7 +128,8 @@ class HostArgs:
     offsite_public_key: pulumi.Output[str] | None = None
     """The off-site backups' SSH public key (offsiteSftpHost), for the step's message."""
     offsite_secrets: pulumi.Output[str] | None = None
-    """Secret: the repository password's line, then the off-site SSH private key."""
+    """Secret: the repository password's line, then the off-site SSH private key (SFTP) or the
+    access key ID's and secret access key's lines (S3)."""
     data_device: pulumi.Output[str] | None = None
     """The data volume's device (its linux_device), with dataVolume."""
     data_volume_after: Sequence[pulumi.Resource] = ()
@@ -184,6 +185,8 @@ class Host(pulumi.ComponentResource):
             scripts["volume"] = args.data_device.apply(lambda device: render.volume_step(s, device))
         if args.offsite_public_key is not None:
             scripts["offsite"] = args.offsite_public_key.apply(lambda key: render.offsite_step(s, key))
+        elif s.offsite is not None:
+            scripts["offsite"] = render.offsite_step(s, "")  # S3: no key to authorize anywhere
         stdins = {"app-user": args.deploy_private_key, "env": args.django_env}
         if args.offsite_secrets is not None:
             stdins["offsite"] = args.offsite_secrets

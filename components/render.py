@@ -554,23 +554,26 @@ def backup_sh(s: Settings) -> str:
         **_release_check_context(s),
         **_offsite_context(s),
         schedule=s.backup_schedule,
-        keep=s.backup_keep,
+        keep_daily_local=s.backup_keep_daily,
+        keep_weekly_local=s.backup_keep_weekly,
         supervisorctl=SUPERVISORCTL,
     )
 
 
 def offsite_step(s: Settings, public_key: str) -> str:
-    """Off-site backups (offsiteSftpHost): the app user's key, password and the pinned host key,
-    from stdin (the repository password's line, then the private key), then the restic repository,
-    made once. `public_key` is what the SFTP server must authorize."""
+    """Off-site backups: the app user's password and credentials from stdin (the repository
+    password's line, then SFTP's private key, or S3's access key ID and secret key lines; the pinned
+    host key of SFTP), then the restic repository, made once. `public_key` is what the SFTP server
+    must authorize (unused with S3)."""
     o = s.offsite
     assert o is not None
+    sftp = o.sftp
     return render(
         "host-offsite.sh.j2",
         **_paths(s),
         **_offsite_context(s),
-        known_hosts_file=encode.known_host(o.known_host) + "\n",
-        public_key=encode.authorized_key(public_key.strip(), []),
+        known_hosts_file=encode.known_host(sftp.known_host) + "\n" if sftp else "",
+        public_key=encode.authorized_key(public_key.strip(), []) if sftp else "",
     )
 
 
@@ -578,18 +581,33 @@ def _offsite_context(s: Settings) -> dict[str, object]:
     o = s.offsite
     if o is None:
         return {"offsite": False}
-    return {
+    common = {
         "offsite": True,
         "offsite_dir": s.offsite_dir,
-        "offsite_key": s.offsite_key_file,
         "offsite_password": s.offsite_password_file,
-        "offsite_known_hosts": s.offsite_known_hosts,
         "repository": o.repository,
-        "sftp_command": s.sftp_command,
-        "sftp_argv": s.sftp_command.split(" "),
-        "sftp_target": f"{o.user}@{o.host}:{o.port}",
         "keep_daily": o.keep_daily,
         "keep_weekly": o.keep_weekly,
+    }
+    if o.s3 is not None:
+        # restic's -o options of the S3 backend (restic 0.14: s3.region, as `restic help` lists it).
+        options = [f"s3.region={o.s3.region}"] if o.s3.region else []
+        return {
+            **common,
+            "target": "s3",
+            "s3_credentials": s.offsite_s3_credentials,
+            "restic_options": [word for option in options for word in ("-o", option)],
+        }
+    sftp = o.sftp
+    assert sftp is not None
+    return {
+        **common,
+        "target": "sftp",
+        "offsite_key": s.offsite_key_file,
+        "offsite_known_hosts": s.offsite_known_hosts,
+        "sftp_command": s.sftp_command,
+        "sftp_argv": s.sftp_command.split(" "),
+        "sftp_target": f"{sftp.user}@{sftp.host}:{sftp.port}",
     }
 
 

@@ -266,8 +266,8 @@ class ScheduledCommand:
 
 
 @dataclass(frozen=True)
-class Offsite:
-    """Off-site backups: a restic repository on an SFTP server."""
+class SftpTarget:
+    """A restic repository on an SFTP server (a Hetzner Storage Box)."""
 
     host: str
     port: int
@@ -276,10 +276,6 @@ class Offsite:
     """The repository's directory, relative to the SFTP user's home."""
     host_key: str
     """Pinned SSH host public key, "type base64"."""
-    password: pulumi.Output[str] | None
-    """Secret: the repository password given; None means generated for the stack."""
-    keep_daily: int
-    keep_weekly: int
 
     @property
     def repository(self) -> str:
@@ -290,6 +286,50 @@ class Offsite:
         """The known_hosts line ssh pins the server with."""
         host = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
         return f"{host} {self.host_key}"
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """A restic repository in a bucket of S3-compatible storage (Hetzner Object Storage)."""
+
+    endpoint: str
+    """https://host[:port], no path."""
+    bucket: str
+    path: str
+    """The repository's prefix in the bucket."""
+    region: str
+    """Empty: restic asks the bucket's location."""
+    access_key_id: pulumi.Output[str]
+    """Secret (treated as one though it names the key): reaches the server by stdin only."""
+    secret_access_key: pulumi.Output[str]
+    """Secret."""
+
+    @property
+    def repository(self) -> str:
+        return f"s3:{self.endpoint}/{self.bucket}/{self.path}"
+
+
+@dataclass(frozen=True)
+class Offsite:
+    """Off-site backups: a restic repository on one target, SFTP or S3."""
+
+    target: SftpTarget | S3Target
+    password: pulumi.Output[str] | None
+    """Secret: the repository password given; None means generated for the stack."""
+    keep_daily: int
+    keep_weekly: int
+
+    @property
+    def repository(self) -> str:
+        return self.target.repository
+
+    @property
+    def sftp(self) -> SftpTarget | None:
+        return self.target if isinstance(self.target, SftpTarget) else None
+
+    @property
+    def s3(self) -> S3Target | None:
+        return self.target if isinstance(self.target, S3Target) else None
 
 
 @dataclass(frozen=True)
@@ -382,10 +422,13 @@ class Settings:
     """sqlite: shared/db.sqlite3; postgresql: Debian's server on the host, unix socket, peer auth."""
     backup_schedule: str
     """systemd OnCalendar expression of the backup timer."""
-    backup_keep: int
-    """Local backups kept."""
+    backup_keep_daily: int
+    """Local backups kept: the newest of each of the last N days that have backups."""
+    backup_keep_weekly: int
+    """...and the newest of each of the last N ISO weeks that have backups (0: none for weeks)."""
     offsite: Offsite | None
-    """Off-site backups with restic over SFTP; None when offsiteSftpHost is empty."""
+    """Off-site backups with restic (SFTP or S3); None when neither offsiteSftpHost nor
+    offsiteS3Endpoint is set."""
     hsts: bool
     """Send Strict-Transport-Security."""
     host_firewall: bool
@@ -556,9 +599,15 @@ class Settings:
         return f"{self.offsite_dir}/offsite_known_hosts"
 
     @property
+    def offsite_s3_credentials(self) -> str:
+        """The S3 access key ID's line, then the secret access key's (offsiteS3Endpoint)."""
+        return f"{self.offsite_dir}/s3-credentials"
+
+    @property
     def sftp_command(self) -> str:
         """How restic reaches the SFTP server: the stack's key, the pinned host key, no prompt."""
-        o = self.offsite
+        assert self.offsite is not None
+        o = self.offsite.sftp
         assert o is not None
         return (
             f"ssh -p {o.port} -i {self.offsite_key_file} -o IdentitiesOnly=yes -o BatchMode=yes "
@@ -1250,17 +1299,54 @@ def _backup_schedule(reader: _Reader) -> str:
     return value
 
 
+SFTP_SETTINGS = ("offsiteSftpUser", "offsiteSftpPath", "offsiteSftpHostKey")
+S3_SETTINGS = (
+    "offsiteS3Bucket",
+    "offsiteS3Path",
+    "offsiteS3Region",
+    "offsiteS3AccessKeyId",
+    "offsiteS3SecretAccessKey",
+)
+_REPOSITORY_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+
+
 def _offsite(reader: _Reader, app_name: str) -> Offsite | None:
     host = reader.string("offsiteSftpHost")
+    endpoint = reader.string("offsiteS3Endpoint")
     # Read (and checked) whether used or not: a bad value never waits for the day it is used.
     port = _positive(reader, "offsiteSftpPort")
     keep_daily = _positive(reader, "offsiteKeepDaily")
     keep_weekly = _positive(reader, "offsiteKeepWeekly", allow_zero=True)
-    if not host:
-        for key in ("offsiteSftpUser", "offsiteSftpPath", "offsiteSftpHostKey", "offsiteRepositoryPassword"):
-            if reader.string(key):
-                raise SettingError(key, "is only used with offsiteSftpHost: set offsiteSftpHost too, or remove it")
+    if host and endpoint:
+        raise SettingError(
+            "offsiteS3Endpoint", "and offsiteSftpHost are both set: off-site backups go to one target, remove one"
+        )
+    for key in () if host else SFTP_SETTINGS:
+        if reader.string(key):
+            raise SettingError(key, "is only used with offsiteSftpHost: set offsiteSftpHost too, or remove it")
+    for key in () if endpoint else S3_SETTINGS:
+        if reader.string(key):
+            raise SettingError(key, "is only used with offsiteS3Endpoint: set offsiteS3Endpoint too, or remove it")
+    password = reader.string("offsiteRepositoryPassword")
+    if not host and not endpoint:
+        if password:
+            raise SettingError(
+                "offsiteRepositoryPassword",
+                "is only used with off-site backups: set offsiteSftpHost or offsiteS3Endpoint too, or remove it",
+            )
         return None
+    if password and len(password) < 16:
+        raise SettingError("offsiteRepositoryPassword", "is shorter than 16 characters: use a long random password")
+    target = _sftp_target(reader, host, port, app_name) if host else _s3_target(reader, endpoint, app_name)
+    return Offsite(
+        target=target,
+        password=pulumi.Output.secret(password) if password else None,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+    )
+
+
+def _sftp_target(reader: _Reader, host: str, port: int, app_name: str) -> SftpTarget:
     host = _address("offsiteSftpHost", host)
     if port > 65535:
         raise SettingError("offsiteSftpPort", f"{port} is not a TCP port: 1 to 65535 (a Storage Box uses 23)")
@@ -1270,7 +1356,7 @@ def _offsite(reader: _Reader, app_name: str) -> Offsite | None:
             "offsiteSftpUser", f"{_shown(user)} is not an SFTP user name: letters, digits, '.', '_', '-', e.g. u123456"
         )
     path = reader.string("offsiteSftpPath") or f"django-vps/{app_name}"
-    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$", path) or ".." in path.split("/"):
+    if not _REPOSITORY_PATH.match(path) or ".." in path.split("/"):
         raise SettingError(
             "offsiteSftpPath",
             f"{_shown(path)} is not a directory relative to the SFTP user's home: parts of letters, digits, "
@@ -1289,19 +1375,89 @@ def _offsite(reader: _Reader, app_name: str) -> Offsite | None:
             host_key = sshkeys.known_host(key_text).key.line()
         except sshkeys.KeyFormatError as error:
             raise SettingError("offsiteSftpHostKey", f"{_shown(key_text)} {error}") from None
-    password = reader.string("offsiteRepositoryPassword")
-    if password and len(password) < 16:
-        raise SettingError("offsiteRepositoryPassword", "is shorter than 16 characters: use a long random password")
-    return Offsite(
-        host=host,
-        port=port,
-        user=user,
+    return SftpTarget(host=host, port=port, user=user, path=path, host_key=host_key)
+
+
+# S3 bucket names (the rules AWS and Hetzner share): 3-63 of a-z, 0-9, '.', '-', a letter or digit at
+# each end.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _s3_target(reader: _Reader, endpoint: str, app_name: str) -> S3Target:
+    parsed = urlparse(endpoint)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if (
+        parsed.scheme != "https"
+        or not parsed.hostname
+        or not (_HOSTNAME.match(parsed.hostname) or _is_ip(parsed.hostname))
+        or parsed.username is not None
+        or port == -1
+        or parsed.path not in ("", "/")
+        or parsed.query
+        or parsed.fragment
+        or ";" in endpoint
+        or " " in endpoint
+    ):
+        raise SettingError(
+            "offsiteS3Endpoint",
+            f"{_shown(endpoint)} is not an S3 endpoint: https://host or https://host:port, no path "
+            "(the bucket is offsiteS3Bucket), e.g. https://fsn1.your-objectstorage.com",
+        )
+    bucket = reader.string("offsiteS3Bucket")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise SettingError(
+            "offsiteS3Bucket",
+            f"{_shown(bucket)} is not a bucket name: 3 to 63 of a-z, 0-9, '.' and '-', a letter or digit at "
+            "each end, e.g. blog-backups",
+        )
+    path = reader.string("offsiteS3Path") or f"django-vps/{app_name}"
+    if not _REPOSITORY_PATH.match(path) or ".." in path.split("/"):
+        raise SettingError(
+            "offsiteS3Path",
+            f"{_shown(path)} is not a prefix in the bucket: parts of letters, digits, '.', '_', '-' separated "
+            "by '/', e.g. backups/blog",
+        )
+    region = reader.string("offsiteS3Region")
+    if region and not re.match(r"^[a-z0-9][a-z0-9-]{0,31}$", region):
+        raise SettingError(
+            "offsiteS3Region", f"{_shown(region)} is not a region: a-z, 0-9 and '-', e.g. fsn1 (or empty)"
+        )
+    key_id = reader.string("offsiteS3AccessKeyId")
+    if not re.match(r"^[A-Za-z0-9]{8,128}$", key_id):
+        raise SettingError(
+            "offsiteS3AccessKeyId",
+            "is not an access key ID: 8 to 128 letters and digits (required with offsiteS3Endpoint)",
+        )
+    secret = reader.string("offsiteS3SecretAccessKey")
+    if not re.match(r"^[\x21-\x7e]{8,256}$", secret):
+        raise SettingError(
+            "offsiteS3SecretAccessKey",
+            "is not a secret access key: 8 to 256 printable ASCII characters, no space (required with "
+            "offsiteS3Endpoint; set it with --secret)",
+        )
+    return S3Target(
+        endpoint=f"https://{parsed.netloc}",
+        bucket=bucket,
         path=path,
-        host_key=host_key,
-        password=pulumi.Output.secret(password) if password else None,
-        keep_daily=keep_daily,
-        keep_weekly=keep_weekly,
+        region=region,
+        access_key_id=pulumi.Output.secret(key_id),
+        secret_access_key=pulumi.Output.secret(secret),
     )
+
+
+def _backup_keep(reader: _Reader) -> tuple[int, int]:
+    # The engine passes Pulumi.yaml's default (0) when unset: any other value was set by the user.
+    old = reader.value("backupKeep")
+    if old != 0:
+        raise SettingError(
+            "backupKeep",
+            f"{old} is no longer read: local retention is backupKeepDaily and backupKeepWeekly "
+            "(default 7 and 4); set those and remove backupKeep (pulumi config rm backupKeep)",
+        )
+    return _positive(reader, "backupKeepDaily"), _positive(reader, "backupKeepWeekly", allow_zero=True)
 
 
 def _health_path(reader: _Reader) -> str:
@@ -1444,6 +1600,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
             )
     server, existing = _host_mode(reader, user)
     data_dir = data_dir_of(app_name) if server and server.data_volume else None
+    backup_keep = _backup_keep(reader)
     stack = pulumi.get_stack() if stack is None else stack
     # Outside a Pulumi run (a plain function call) no stack may be known: nothing to name then.
     if stack and (server is not None or reader.value("manageDns")):
@@ -1515,7 +1672,8 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         shared_paths=_shared_paths(reader),
         database=_choice(reader, "database", DATABASES),  # type: ignore[arg-type]
         backup_schedule=_backup_schedule(reader),
-        backup_keep=_positive(reader, "backupKeep"),
+        backup_keep_daily=backup_keep[0],
+        backup_keep_weekly=backup_keep[1],
         offsite=_offsite(reader, app_name),
         hsts=reader.value("hsts"),
         host_firewall=reader.value("hostFirewall"),

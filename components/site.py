@@ -98,19 +98,27 @@ class DjangoSite(pulumi.ComponentResource):
         )
         offsite_public_key = offsite_secrets = offsite_password = None
         if s.offsite is not None:
-            offsite_key = tls.PrivateKey(f"{name}-offsite-key", algorithm="ED25519", opts=child)
             offsite_password = (
                 s.offsite.password
                 or random.RandomPassword(f"{name}-offsite-password", length=48, special=False, opts=child).result
             )
-            offsite_public_key = offsite_key.public_key_openssh.apply(
-                lambda key: key.strip() + f" django-vps-{s.app_name}-backups"
-            )
-            offsite_secrets = pulumi.Output.secret(
-                pulumi.Output.all(offsite_password, offsite_key.private_key_openssh).apply(
-                    lambda values: f"{values[0]}\n{values[1].strip()}\n"
+            if s.offsite.s3 is not None:
+                # The password's line, then the access key ID's and the secret key's (S3 has no SSH key).
+                offsite_secrets = pulumi.Output.secret(
+                    pulumi.Output.all(
+                        offsite_password, s.offsite.s3.access_key_id, s.offsite.s3.secret_access_key
+                    ).apply(lambda values: "".join(f"{value}\n" for value in values))
                 )
-            )
+            else:
+                offsite_key = tls.PrivateKey(f"{name}-offsite-key", algorithm="ED25519", opts=child)
+                offsite_public_key = offsite_key.public_key_openssh.apply(
+                    lambda key: key.strip() + f" django-vps-{s.app_name}-backups"
+                )
+                offsite_secrets = pulumi.Output.secret(
+                    pulumi.Output.all(offsite_password, offsite_key.private_key_openssh).apply(
+                        lambda values: f"{values[0]}\n{values[1].strip()}\n"
+                    )
+                )
         self.host = Host(
             f"{name}-host",
             HostArgs(
@@ -170,7 +178,8 @@ class DjangoSite(pulumi.ComponentResource):
             self.outputs["dataVolume"] = _data_volume_line(s, self.server.volume)
         if s.offsite is not None:
             self.outputs["offsiteRepository"] = s.offsite.repository
-            self.outputs["offsiteSshPublicKey"] = offsite_public_key
+            if offsite_public_key is not None:
+                self.outputs["offsiteSshPublicKey"] = offsite_public_key
             # The repository cannot be read without it, and `pulumi destroy` forgets it: keep a copy.
             self.outputs["offsiteRepositoryPassword"] = pulumi.Output.secret(offsite_password)
         self.register_outputs(self.outputs)

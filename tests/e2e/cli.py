@@ -34,6 +34,9 @@ SECRET_SETTINGS = frozenset(
         "django-vps:existingHostPrivateKey",
         "django-vps:djangoSecretKey",
         "django-vps:djangoSecretEnv",
+        "django-vps:offsiteRepositoryPassword",
+        "django-vps:offsiteS3AccessKeyId",
+        "django-vps:offsiteS3SecretAccessKey",
         "github:token",
         "hcloud:token",
     }

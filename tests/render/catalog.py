@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import pulumi
+
 from components import render
-from components.settings import DataVolume, HetznerServer, Offsite, Settings
+from components.settings import DataVolume, HetznerServer, Offsite, S3Target, Settings, SftpTarget
 from tests.render.conftest import CI_PUBLIC_KEY
 
 EXPECTED_IPV4 = "198.51.100.2"
@@ -16,6 +18,7 @@ SCRIPT_NAMES = (
     "run.sh",
     "deploy.sh",
     "backup.sh",
+    "backup.sh[s3]",
     "ci-command",
     "manage",
     "run-process",
@@ -32,6 +35,7 @@ SCRIPT_NAMES = (
     "database_step",
     "backup_step",
     "offsite_step",
+    "offsite_step[s3]",
     "deploy_step",
     "supervisor_step",
     "schedule_step",
@@ -68,10 +72,20 @@ OFFSITE_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H
 
 def with_offsite(s: Settings) -> Settings:
     """s, or the same settings with off-site backups: the step only they get is checked in every variant."""
-    if s.offsite is not None:
+    if s.offsite is not None and s.offsite.sftp is not None:
         return s
     host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-    return replace(s, offsite=Offsite("backup.example.net", 23, "u1", f"django-vps/{s.app_name}", host_key, None, 7, 4))
+    target = SftpTarget("backup.example.net", 23, "u1", f"django-vps/{s.app_name}", host_key)
+    return replace(s, offsite=Offsite(target, None, 7, 4))
+
+
+def with_s3(s: Settings) -> Settings:
+    """s, or the same settings with off-site backups to S3 (their backup.sh and step are checked in every variant)."""
+    if s.offsite is not None and s.offsite.s3 is not None:
+        return s
+    keys = pulumi.Output.secret("AKIAEXAMPLE0KEY"), pulumi.Output.secret("example-secret-key")
+    target = S3Target("https://fsn1.your-objectstorage.com", "blog-backups", f"django-vps/{s.app_name}", "fsn1", *keys)
+    return replace(s, offsite=Offsite(target, None, 7, 4))
 
 
 def scripts(s: Settings) -> dict[str, str]:
@@ -80,6 +94,7 @@ def scripts(s: Settings) -> dict[str, str]:
         "run.sh": render.run_sh(s),
         "deploy.sh": render.deploy_sh(s),
         "backup.sh": render.backup_sh(s),
+        "backup.sh[s3]": render.backup_sh(with_s3(s)),
         "ci-command": render.ci_command_sh(s),
         "manage": render.manage_sh(s),
         "run-process": render.run_process_sh(s),
@@ -96,6 +111,7 @@ def scripts(s: Settings) -> dict[str, str]:
         "database_step": render.database_step(s),
         "backup_step": render.backup_step(s),
         "offsite_step": render.offsite_step(with_offsite(s), OFFSITE_PUBLIC_KEY),
+        "offsite_step[s3]": render.offsite_step(with_s3(s), ""),
         "deploy_step": render.deploy_step(s),
         "supervisor_step": render.supervisor_step(s),
         "schedule_step": render.schedule_step(s),

@@ -38,7 +38,7 @@ BASE_CONFIG = {
 }
 
 # Apt packages providing the tools (what the project's test command installs in CI).
-APT_PACKAGES = {"shellcheck": "shellcheck", "nginx": "nginx", "cloud-init": "cloud-init"}
+APT_PACKAGES = {"shellcheck": "shellcheck", "nginx": "nginx", "cloud-init": "cloud-init", "restic": "restic"}
 
 
 def ed25519_keypair() -> tuple[str, str]:

@@ -62,6 +62,7 @@ HOME_PATHS = {
     "deploy.sh",
     "deploy_step",
     "backup.sh",
+    "backup.sh[s3]",
     "backup_step",
     "clone_step",
     "env_step",
@@ -85,7 +86,7 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
         ("letsencryptEmail", "ops@example.com", {"certbot_step"}),
         ("acmeServer", "staging", {"certbot_step"}),
         ("keepReleases", 3, {"deploy.sh", "deploy_step"}),
-        ("healthCheckPath", "/health/", {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
+        ("healthCheckPath", "/health/", {"deploy.sh", "deploy_step", "backup.sh", "backup.sh[s3]", "backup_step"}),
         ("sharedPaths", ["media", "uploads"], {"deploy.sh", "deploy_step"}),
         # (and the overlay's SECURE_HSTS_SECONDS, through the release check's arguments)
         (
@@ -99,15 +100,20 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
                 "deploy.sh",
                 "deploy_step",
                 "backup.sh",
+                "backup.sh[s3]",
                 "backup_step",
             },
         ),
-        ("settingsOverlay", "false", {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
-        ("settingsOverlaySkip", ["DEBUG"], {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
-        ("failOnDebug", "true", {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
+        ("settingsOverlay", "false", {"deploy.sh", "deploy_step", "backup.sh", "backup.sh[s3]", "backup_step"}),
+        ("settingsOverlaySkip", ["DEBUG"], {"deploy.sh", "deploy_step", "backup.sh", "backup.sh[s3]", "backup_step"}),
+        ("failOnDebug", "true", {"deploy.sh", "deploy_step", "backup.sh", "backup.sh[s3]", "backup_step"}),
         ("dependencyGroups", ["web"], {"deploy.sh", "deploy_step"}),
         ("requirementsFile", "requirements/prod.txt", {"deploy.sh", "deploy_step"}),
-        ("wsgiApplication", "main.wsgi:application", {"deploy.sh", "deploy_step", "backup.sh", "backup_step"}),
+        (
+            "wsgiApplication",
+            "main.wsgi:application",
+            {"deploy.sh", "deploy_step", "backup.sh", "backup.sh[s3]", "backup_step"},
+        ),
         ("hostFirewall", "false", {"security_step"}),
         ("fail2ban", "false", {"security_step", "packages_step"}),
         # Another admin user changes the login, cloud-init and whose keys the admin-keys step keeps.
@@ -125,6 +131,7 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
                 "run-scheduled",
                 "app_user_step",
                 "offsite_step",
+                "offsite_step[s3]",
                 "teardown_step[app-user]",
                 "database_step",
                 "backup.service",
@@ -138,10 +145,12 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
             "database",
             "postgresql",
             # (and, with a data volume, its cluster is bind-mounted from the volume by the volume step)
-            {"packages_step", "django_env", "deploy.sh", "deploy_step", "backup.sh", "backup_step", "volume_step"},
+            {"packages_step", "django_env", "deploy.sh", "deploy_step", "backup.sh", "backup.sh[s3]", "backup_step",
+             "volume_step"},  # fmt: skip
         ),
-        ("backupSchedule", "*-*-* 03:00:00", {"backup.sh", "backup.timer", "backup_step"}),
-        ("backupKeep", 14, {"backup.sh", "backup_step"}),
+        ("backupSchedule", "*-*-* 03:00:00", {"backup.sh", "backup.sh[s3]", "backup.timer", "backup_step"}),
+        ("backupKeepDaily", 14, {"backup.sh", "backup.sh[s3]", "backup_step"}),
+        ("backupKeepWeekly", 0, {"backup.sh", "backup.sh[s3]", "backup_step"}),
     ],
 )
 def test_a_setting_changes_exactly_the_files_that_use_it(setting: str, value: object, changed: set[str]) -> None:

@@ -105,10 +105,22 @@ GOOD: dict[str, str] = {
     "hostFirewall": "true",
     "fail2ban": "true",
     "deployWorkflow": "true",
+    "backupKeepDaily": "7",
+    "backupKeepWeekly": "4",
+    "offsiteS3Endpoint": "https://fsn1.your-objectstorage.com",
+    "offsiteS3Bucket": "blog-backups",
+    "offsiteS3Path": "backups/blog",
+    "offsiteS3Region": "fsn1",
+    "offsiteS3AccessKeyId": "AKIAHETZNER0EXAMPLE1",
+    "offsiteS3SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
 }
 # The settings that exist only with existingHost (the rest are tried on a new Hetzner server).
 EXISTING_HOST_SETTINGS = {"existingHost", "existingHostUser", "existingHostKey", "existingHostPrivateKey"}
 NEEDS_CLONE_URL = {"cloneHostKeys"}
+# The S3 settings are tried with good values of the others (each is refused alone: "set
+# offsiteS3Endpoint too"), so a hostile one meets its own check and, accepted, reaches the S3
+# backup.sh and off-site step.
+S3_SETTINGS = {key for key in GOOD if key.startswith("offsiteS3")}
 
 # A value may be refused under the setting it derives (with the value and why): a repository name
 # gives appName; a clone URL on another host needs cloneHostKeys.
@@ -143,6 +155,8 @@ def _config(key: str, value: str) -> dict[str, str]:
         config.update(EXISTING)
     if key in NEEDS_CLONE_URL:
         config["cloneUrl"] = GOOD["cloneUrl"]
+    if key in S3_SETTINGS:
+        config.update({other: GOOD[other] for other in S3_SETTINGS})
     declared = declared_config()[key]
     if declared["type"] == "object":  # processes: the value as a command (JSON, as the CLI stores it)
         config[key] = json.dumps({"worker": value})

@@ -312,3 +312,24 @@ def test_offsite_key_and_password_reach_only_the_offsite_step_secretly(run_stack
     assert not leaks(all_strings(exports.values()), secrets)
     assert used_secretly(run, secrets["blog-offsite-password"]) == ["blog-host-offsite"]
     assert used_secretly(run, secrets["blog-offsite-key.openssh"]) == ["blog-host-offsite"]
+
+
+def test_s3_keys_reach_only_the_offsite_step_secretly(run_stack) -> None:
+    key_id, secret = "AKIAHETZNER0EXAMPLE1", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    run = run_stack(
+        offsiteS3Endpoint="https://fsn1.your-objectstorage.com",
+        offsiteS3Bucket="blog-backups",
+        offsiteS3AccessKeyId=key_id,
+        offsiteS3SecretAccessKey=secret,
+    )
+    secrets = needles(run, key_id, secret)
+    exports = {k: v for k, v in run.exports.items() if k not in ("offsiteRepositoryPassword", "__secret__")}
+    for r in run.mocks.commands():
+        for script in ("create", "update", "delete"):
+            assert not leaks(all_strings(r.inputs.get(script)), secrets), f"{r.name}.{script} holds a secret"
+    for r in run.resources:
+        assert not leaks(plain_strings(r.inputs), secrets), f"{r.name} has a secret in a non-secret input"
+    assert not leaks(all_strings(exports.values()), secrets)
+    # The access key ID is handled as a secret too, though set in clear.
+    assert used_secretly(run, [key_id]) == ["blog-host-offsite"]
+    assert used_secretly(run, [secret]) == ["blog-host-offsite"]

@@ -36,6 +36,12 @@ OFFSITE = {
     "offsiteSftpUser": "u123456",
     "offsiteSftpHostKey": ed25519_public("storage-box"),
 }
+S3 = {
+    "offsiteS3Endpoint": "https://fsn1.your-objectstorage.com",
+    "offsiteS3Bucket": "shop-backups",
+    "offsiteS3AccessKeyId": "AKIAHETZNER0EXAMPLE1",
+    "offsiteS3SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+}
 
 
 def existing_host(**extra: str | None) -> dict[str, str | None]:
@@ -273,8 +279,9 @@ def test_offsite_settings_accept_their_documented_values() -> None:
     assert load().offsite is None
     s = load(**OFFSITE, appName="shop")
     assert s.offsite is not None
-    o = s.offsite
-    assert (o.host, o.port, o.user, o.path, o.keep_daily, o.keep_weekly) == (
+    o = s.offsite.sftp
+    assert s.offsite.s3 is None
+    assert (o.host, o.port, o.user, o.path, s.offsite.keep_daily, s.offsite.keep_weekly) == (
         "u123456.your-storagebox.de",
         23,
         "u123456",
@@ -282,14 +289,47 @@ def test_offsite_settings_accept_their_documented_values() -> None:
         7,
         4,
     )
-    assert o.repository == "sftp:u123456@u123456.your-storagebox.de:django-vps/shop"
+    assert s.offsite.repository == "sftp:u123456@u123456.your-storagebox.de:django-vps/shop"
     assert o.known_host == f"[u123456.your-storagebox.de]:23 {ed25519_public('storage-box')}"
-    assert o.password is None  # generated for the stack
+    assert s.offsite.password is None  # generated for the stack
     keyscan = f"[u123456.your-storagebox.de]:23 {ed25519_public('storage-box')}"
     assert (
-        load(**{**OFFSITE, "offsiteSftpHostKey": keyscan, "offsiteSftpPath": "backups/shop"}).offsite.path
+        load(**{**OFFSITE, "offsiteSftpHostKey": keyscan, "offsiteSftpPath": "backups/shop"}).offsite.sftp.path
         == "backups/shop"
     )
+
+
+def test_s3_offsite_settings_accept_their_documented_values() -> None:
+    s = load(**S3, appName="shop")
+    assert s.offsite is not None and s.offsite.sftp is None
+    o = s.offsite.s3
+    assert (o.endpoint, o.bucket, o.path, o.region) == (
+        "https://fsn1.your-objectstorage.com",
+        "shop-backups",
+        "django-vps/shop",
+        "",
+    )
+    assert s.offsite.repository == "s3:https://fsn1.your-objectstorage.com/shop-backups/django-vps/shop"
+    assert isinstance(o.access_key_id, pulumi.Output) and isinstance(o.secret_access_key, pulumi.Output)
+    other = load(
+        **{
+            **S3,
+            "offsiteS3Endpoint": "https://198.51.100.1:9000/",
+            "offsiteS3Path": "b/shop",
+            "offsiteS3Region": "fsn1",
+        }
+    ).offsite
+    assert other.repository == "s3:https://198.51.100.1:9000/shop-backups/b/shop"
+    assert other.s3.region == "fsn1"
+
+
+def test_local_retention_is_by_day_and_by_week() -> None:
+    s = load()
+    assert (s.backup_keep_daily, s.backup_keep_weekly) == (7, 4)
+    s = load(backupKeepDaily="3", backupKeepWeekly="0")
+    assert (s.backup_keep_daily, s.backup_keep_weekly) == (3, 0)
+    # The engine passes Pulumi.yaml's default of the old setting when it is unset (seen on the real CLI).
+    assert load(backupKeep="0").backup_keep_daily == 7
 
 
 def test_hardening_settings_accept_their_documented_values() -> None:
@@ -683,7 +723,25 @@ BAD: list[Any] = [
     ({"backupSchedule": "daily; rm -rf /"}, "backupSchedule", "daily; rm -rf /", "systemd calendar expression"),
     ({"backupSchedule": ""}, "backupSchedule", "''", "e.g. daily, hourly"),
     ({"backupSchedule": "%h daily"}, "backupSchedule", "%h daily", "OnCalendar"),
-    ({"backupKeep": "0"}, "backupKeep", "0", "1 or more"),
+    ({"backupKeep": "14"}, "backupKeep", "14", "backupKeepDaily and backupKeepWeekly"),
+    ({"backupKeepDaily": "0"}, "backupKeepDaily", "0", "1 or more"),
+    ({"backupKeepWeekly": "-1"}, "backupKeepWeekly", "-1", "0 or more"),
+    ({**OFFSITE, **S3}, "offsiteS3Endpoint", None, "both set"),
+    ({**S3, "offsiteS3Endpoint": "http://fsn1.your-objectstorage.com"}, "offsiteS3Endpoint", "http://", "https://"),
+    ({**S3, "offsiteS3Endpoint": "https://fsn1.example.com/bucket"}, "offsiteS3Endpoint", "/bucket", "no path"),
+    ({**S3, "offsiteS3Endpoint": "https://bad host"}, "offsiteS3Endpoint", "bad host", "https://host"),
+    ({**S3, "offsiteS3Endpoint": "https://h.example.com:99999"}, "offsiteS3Endpoint", "99999", "https://host:port"),
+    ({**S3, "offsiteS3Bucket": ""}, "offsiteS3Bucket", "''", "bucket name"),
+    ({**S3, "offsiteS3Bucket": "My_Bucket"}, "offsiteS3Bucket", "My_Bucket", "3 to 63"),
+    ({**S3, "offsiteS3Path": "../x"}, "offsiteS3Path", "../x", "prefix in the bucket"),
+    ({**S3, "offsiteS3Path": "/abs"}, "offsiteS3Path", "/abs", "prefix in the bucket"),
+    ({**S3, "offsiteS3Region": "Fsn 1"}, "offsiteS3Region", "Fsn 1", "e.g. fsn1"),
+    ({**S3, "offsiteS3AccessKeyId": ""}, "offsiteS3AccessKeyId", None, "required with offsiteS3Endpoint"),
+    ({**S3, "offsiteS3AccessKeyId": "AKIA;id"}, "offsiteS3AccessKeyId", None, "letters and digits"),
+    ({"offsiteS3Bucket": "b-backups"}, "offsiteS3Bucket", None, "set offsiteS3Endpoint too"),
+    ({"offsiteS3Region": "fsn1"}, "offsiteS3Region", None, "set offsiteS3Endpoint too"),
+    ({"offsiteS3AccessKeyId": "AKIAHETZNER0EXAMPLE1"}, "offsiteS3AccessKeyId", None, "set offsiteS3Endpoint"),
+    ({"offsiteS3Path": "x"}, "offsiteS3Path", None, "set offsiteS3Endpoint too"),
     # off-site backups
     ({"offsiteSftpHost": "bad host"}, "offsiteSftpHost", "bad host", "neither an IP address nor a hostname"),
     ({**OFFSITE, "offsiteSftpPort": "70000"}, "offsiteSftpPort", "70000", "1 to 65535"),
@@ -761,6 +819,7 @@ def test_there_are_many_distinct_malformed_configurations() -> None:
         "djangoSecretEnv",  # secret: below
         "djangoSecretKey",  # secret: below
         "offsiteRepositoryPassword",  # secret: below
+        "offsiteS3SecretAccessKey",  # secret: below
     }
 
 
@@ -787,7 +846,11 @@ SECRET_BAD: list[Any] = [
     ),
     ({"djangoSecretKey": "short-" + SECRET_VALUE}, "djangoSecretKey", SECRET_VALUE, "32 characters"),
     ({**OFFSITE, "offsiteRepositoryPassword": "s3cr3t"}, "offsiteRepositoryPassword", "s3cr3t", "16 characters"),
-    ({"offsiteRepositoryPassword": SECRET_VALUE}, "offsiteRepositoryPassword", SECRET_VALUE, "offsiteSftpHost too"),
+    ({"offsiteRepositoryPassword": SECRET_VALUE}, "offsiteRepositoryPassword", SECRET_VALUE, "offsiteS3Endpoint too"),
+    ({**S3, "offsiteS3SecretAccessKey": "short"}, "offsiteS3SecretAccessKey", "short", "8 to 256"),
+    ({**S3, "offsiteS3SecretAccessKey": SECRET_VALUE + " x"}, "offsiteS3SecretAccessKey", SECRET_VALUE, "no space"),
+    ({**S3, "offsiteS3SecretAccessKey": ""}, "offsiteS3SecretAccessKey", "wJalrXUtnFEMI", "required with"),
+    ({"offsiteS3SecretAccessKey": SECRET_VALUE}, "offsiteS3SecretAccessKey", SECRET_VALUE, "offsiteS3Endpoint too"),
     ({"djangoSecretEnv": [f"SECRET_KEY={SECRET_VALUE}"]}, "djangoSecretEnv", SECRET_VALUE, "use djangoSecretKey"),
     ({"djangoSecretEnv": [f"email_password={SECRET_VALUE}"]}, "djangoSecretEnv", SECRET_VALUE, "KEY=value"),
     ({"djangoSecretEnv": [SECRET_VALUE]}, "djangoSecretEnv", SECRET_VALUE, "KEY=value"),

@@ -687,3 +687,28 @@ def test_prod_example_exports(run_stack) -> None:
     assert host_key.startswith("ssh-ed25519 ") and len(host_key.split()) == 2
     assert not any(is_secret(v) for v in exports.values())
     assert unwrap(exports) == exports
+
+
+def test_offsite_backups_to_s3_send_the_keys_by_stdin_only(run_stack) -> None:
+    key_id, secret = "AKIAHETZNER0EXAMPLE1", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    run = run_stack(
+        offsiteS3Endpoint="https://fsn1.your-objectstorage.com",
+        offsiteS3Bucket="blog-backups",
+        offsiteS3Region="fsn1",
+        offsiteS3AccessKeyId=key_id,
+        offsiteS3SecretAccessKey=secret,
+    )
+    steps = commands(run)
+    assert set(steps) == CREATED_STEPS | {"offsite"}
+    assert " restic openssh-client\n" in steps["packages"].plain("create")
+    assert not [r for r in run.mocks.of_type("tls:index/privateKey:PrivateKey") if "offsite" in r.name]
+    (password,) = [r for r in run.mocks.of_type("random:index/randomPassword:RandomPassword") if "offsite" in r.name]
+    assert steps["offsite"].plain("stdin") == f"{password.outputs['result']}\n{key_id}\n{secret}\n"
+    assert is_secret(steps["offsite"].inputs["stdin"])
+    script = steps["offsite"].plain("create")
+    assert key_id not in script and secret not in script and password.outputs["result"] not in script
+    assert "s3.region=fsn1" in script
+    repository = "s3:https://fsn1.your-objectstorage.com/blog-backups/django-vps/blog"
+    assert run.exports["offsiteRepository"] == repository
+    assert "offsiteSshPublicKey" not in run.exports
+    assert run.exports["__secret__"] == {"offsiteRepositoryPassword"}

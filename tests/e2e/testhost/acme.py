@@ -91,6 +91,8 @@ class Pebble:
     def __init__(self, run_dir: Path, cgroup: Path) -> None:
         tls_dir = run_dir / "pebble-wfe"
         self.wfe_ca_path, cert, key = make_wfe_certs(tls_dir, GATEWAY)
+        # The lab's other HTTPS stand-ins on the gateway (S3) serve the same certificate.
+        self.wfe_cert_path, self.wfe_key_path = cert, key
         config = {
             "pebble": {
                 "listenAddress": f"{GATEWAY}:{ACME_PORT}",

@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .acme import Pebble, TestDNS
 from .common import (
@@ -33,6 +34,9 @@ from .metadata import MetadataService
 from .network import create_bridge, delete_netns, own_links, own_netns
 from .server import Server
 from .volumes import detach_leftovers
+
+if TYPE_CHECKING:
+    from .s3 import S3Storage
 
 REGISTRY_HOSTS = ("pypi.org", "files.pythonhosted.org", "registry.npmjs.org")
 STATE_FILE = CACHE_DIR / "lab.json"  # lets `python -m tests.e2e.testhost ssh|down` find it
@@ -253,6 +257,14 @@ class Lab:
         for name in repositories:
             model.create_repository(name)
         return GitHubAPI(model).start()
+
+    def s3_storage(self) -> S3Storage:
+        """A started stand-in for S3-compatible storage at https://<gateway>:<port> (its `endpoint`),
+        with one access key (`access_key_id`, `secret_access_key`) and the certificate every lab server
+        trusts (pebble's WFE one). Stop it when done."""
+        from .s3 import S3Storage
+
+        return S3Storage(self.pebble.wfe_cert_path, self.pebble.wfe_key_path).start()
 
     # --- DNS and ACME ------------------------------------------------------------------------
 
