@@ -145,8 +145,16 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
             "database",
             "postgresql",
             # (and, with a data volume, its cluster is bind-mounted from the volume by the volume step)
-            {"packages_step", "django_env", "deploy.sh", "deploy_step", "backup.sh", "backup.sh[s3]", "backup_step",
-             "volume_step"},  # fmt: skip
+            {
+                "packages_step",
+                "django_env",
+                "deploy.sh",
+                "deploy_step",
+                "backup.sh",
+                "backup.sh[s3]",
+                "backup_step",
+                "volume_step",
+            },
         ),
         ("backupSchedule", "*-*-* 03:00:00", {"backup.sh", "backup.sh[s3]", "backup.timer", "backup_step"}),
         ("backupKeepDaily", 14, {"backup.sh", "backup.sh[s3]", "backup_step"}),
