@@ -20,7 +20,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import pulumi_github as github
 import pytest
 from pulumi import automation as auto
 
+from tests.e2e.cli import tools_bin
 from tests.e2e.providers import install
 from tests.e2e.testhost import Lab
 from tests.e2e.testhost.github_api import DOCS, DeployKeyEvent, GitHubAPI, GitHubModel
@@ -41,12 +41,6 @@ OWNER = "sdelquin"
 REPO = "blog"
 WORKFLOW_PATH = ".github/workflows/deploy.yml"
 WORKFLOW = "name: Deploy\non:\n  push:\n    branches: [main]\njobs: {}\n"
-
-
-@cache
-def tools_bin() -> Path:
-    built = subprocess.run([ROOT / "tests/tools/build"], check=True, text=True, stdout=subprocess.PIPE)
-    return Path(built.stdout.strip().splitlines()[-1])
 
 
 @dataclass
