@@ -8,6 +8,8 @@ expected failure (xfail) is not one either.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 ROOT_NEEDED = "needs root: it acts as root against files of another uid (tests/run runs as root)"
@@ -60,3 +62,41 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
             report.outcome = "failed"
             report.longrepr = f"{report.longrepr[0]}:{report.longrepr[1]}: {disallowed(reason)}"
     return report
+
+
+# Seconds each e2e file took in a serial run (`--durations`, CI log of main, Dec 2026); files absent
+# here count as 0. Under pytest-xdist (`tests/run`: --dist loadfile --no-loadscope-reorder) files are
+# handed out in collection order, so the longest go first and the short ones fill in at the end,
+# instead of one long file starting last while the other workers idle.
+E2E_SECONDS: dict[str, float] = {}
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def seconds(item: pytest.Item) -> float:
+        return E2E_SECONDS.get(item.nodeid.split("::", 1)[0], 0.0)
+
+    items.sort(key=lambda item: -seconds(item))  # stable: the order inside a file stays
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """--dist loadfile, but a worker is handed its next file only when the last test of its current
+    one starts (pytest-xdist's own waits for two left): an e2e file's last tests (destroy) can take
+    minutes, and a file committed to a busy worker meanwhile is one another worker could have run."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class WholeFilesLongestFirst(LoadFileScheduling):
+        def _reschedule(self, node: Any) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            # One left is the least: the worker runs a test only once it knows the next one.
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
+    return WholeFilesLongestFirst(config, log)  # type: ignore[arg-type]

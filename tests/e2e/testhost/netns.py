@@ -105,3 +105,22 @@ def connect(path: str, address: tuple[str, int], timeout: float) -> socket.socke
 def current_inode() -> int:
     """The calling thread's network namespace, as an inode number (to compare namespaces)."""
     return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def stragglers() -> list[str]:
+    """The names (comm) of this process's native threads that are in another network namespace than
+    the calling thread: started too early to follow it (a thread keeps its own). Python's threads
+    carry the process's name and are left out: pytest-xdist's (execnet's) I/O thread is one, and
+    harmless; native ones (gRPC's) are not."""
+    here = current_inode()
+    with open("/proc/self/comm") as f:
+        python = f.read().strip()
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(f"/proc/self/task/{task}/ns/net").st_ino != here:
+                with open(f"/proc/self/task/{task}/comm") as comm:
+                    name = comm.read().strip()
+                if name != python:
+                    names.append(name)
+    return names
