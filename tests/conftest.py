@@ -68,7 +68,23 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
 # here count as 0. Under pytest-xdist (`tests/run`: --dist loadfile --no-loadscope-reorder) files are
 # handed out in collection order, so the longest go first and the short ones fill in at the end,
 # instead of one long file starting last while the other workers idle.
-E2E_SECONDS: dict[str, float] = {}
+E2E_SECONDS: dict[str, float] = {
+    "tests/e2e/test_real_projects.py": 400,
+    "tests/e2e/test_hetzner_settings.py": 375,
+    "tests/e2e/test_postgresql.py": 300,
+    "tests/e2e/test_boundary.py": 250,
+    "tests/e2e/test_security.py": 250,
+    "tests/e2e/test_two_stacks.py": 250,
+    "tests/e2e/test_existing_host.py": 236,
+    "tests/e2e/test_github_standin.py": 217,
+    "tests/e2e/test_debian13.py": 200,
+    "tests/e2e/test_site.py": 200,
+    "tests/e2e/test_metadata.py": 170,
+    "tests/e2e/test_offsite.py": 167,
+    "tests/e2e/test_deploys.py": 145,
+    "tests/e2e/test_testhost.py": 76,
+    "tests/e2e/test_hetzner_standin.py": 66,
+}
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:

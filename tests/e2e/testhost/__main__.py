@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from . import netns
-from .common import CACHE_DIR, LabNames, kill_cgroup, sh
+from .common import CACHE_DIR, LAB_IDS, LabNames, kill_cgroup, sh
 from .lab import Lab, cleanup_unlocked, leftovers, states
 
 DEV_KEY = CACHE_DIR / "dev-key"
@@ -71,7 +71,7 @@ def ssh(cmd: list[str]) -> None:
 def status() -> None:
     for state in states() or [None]:
         print("lab:", state if state else "none up")
-    for lab_id in range(8):
+    for lab_id in LAB_IDS:
         left = leftovers(LabNames(lab_id))
         if left:
             print(f"lab {lab_id} on this machine:", *left, sep="\n  ")
