@@ -8,6 +8,8 @@ expected failure (xfail) is not one either.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.support import figures
@@ -81,3 +83,70 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
             report.outcome = "failed"
             report.longrepr = f"{report.longrepr[0]}:{report.longrepr[1]}: {disallowed(reason)}"
     return report
+
+
+# Seconds each e2e file (or xdist_group) took under pytest-xdist with 4 workers (setup + calls in
+# `--durations`, a loaded machine, Dec 2026; the serial CI log agrees on the order of the long ones);
+# absent ones count as 0. Under pytest-xdist (`tests/run`) whole files are handed out in collection
+# order (WholeFilesLongestFirst below), so the longest go first and the short ones fill in at the
+# end, instead of one long file starting last while the other workers idle. A file too long for
+# that marks part of its tests `xdist_group(NAME)`: NAME goes to a worker of its own.
+E2E_SECONDS: dict[str, float] = {
+    "tests/e2e/test_postgresql.py": 620,
+    "tests/e2e/test_two_stacks.py": 600,
+    "tests/e2e/test_hetzner_settings.py": 600,
+    "tests/e2e/test_real_projects.py": 590,
+    "tests/e2e/test_real_projects.py-2": 535,
+    "tests/e2e/test_boundary.py": 380,
+    "tests/e2e/test_security.py": 380,
+    "tests/e2e/test_site.py": 350,
+    "tests/e2e/test_offsite.py": 320,
+    "tests/e2e/test_existing_host.py": 260,
+    "tests/e2e/test_metadata.py": 250,
+    "tests/e2e/test_deploys.py": 230,
+    "tests/e2e/test_debian13.py": 190,
+    "tests/e2e/test_github_standin.py": 180,
+    "tests/e2e/test_hetzner_standin.py": 100,
+    "tests/e2e/test_testhost.py": 60,
+}
+
+
+def _scope(item: pytest.Item) -> str:
+    """What goes to one worker: the item's xdist_group, else its file."""
+    mark = item.get_closest_marker("xdist_group")
+    return str(mark.args[0]) if mark else item.nodeid.split("::", 1)[0].split("@", 1)[0]
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker; a serial run keeps the collection order
+        items.sort(key=lambda item: -E2E_SECONDS.get(_scope(item), 0.0))  # stable: a file's order stays
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """--dist loadgroup, where a test without an xdist_group goes with its file (xdist's own sends it
+    alone), and a worker is handed its next file only when the last test of its current one starts
+    (xdist's waits for two left): an e2e file's last tests can take minutes, and a file committed to
+    a busy worker meanwhile is one another worker could have run."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class WholeFilesLongestFirst(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # xdist's suffix for an xdist_group
+                return nodeid.rsplit("@", 1)[-1]
+            return nodeid.split("::", 1)[0]
+
+        def _reschedule(self, node: Any) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            # One left is the least: the worker runs a test only once it knows the next one.
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
+    return WholeFilesLongestFirst(config, log)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ diff, replacement, delete, dependency and secret handling, the state file) is th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import runpy
@@ -25,6 +26,8 @@ from typing import Any
 from pulumi import automation as auto
 
 from tests.e2e.providers import install as install_plugins
+from tests.e2e.testhost import netns
+from tests.e2e.testhost.common import CACHE_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "django-vps"
@@ -45,8 +48,14 @@ SECRET_SETTINGS = frozenset(
 
 @cache
 def tools_bin() -> Path:
-    """The directory with the real `pulumi`: built once, then taken from the cache."""
-    built = subprocess.run([ROOT / "tests/tools/build"], check=True, text=True, stdout=subprocess.PIPE)
+    """The directory with the real `pulumi`: built once, then taken from the cache. Labs side by side
+    share the cache: one builds (from the machine's network namespace: the Go proxy is outside
+    every lab) while the others wait on the lock, then find it built."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / "tools.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = netns.in_machine([ROOT / "tests/tools/build"])
+        built = subprocess.run(build, check=True, text=True, stdout=subprocess.PIPE)
     return Path(built.stdout.strip().splitlines()[-1])
 
 

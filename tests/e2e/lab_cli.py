@@ -13,6 +13,7 @@ Needs root (namespaces) on a Debian machine; the lab only talks to itself and th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
@@ -151,6 +152,13 @@ def main() -> int:
     c.add_argument("path", nargs="?", default="/")
     a = parser.parse_args()
     try:
+        if a.command in ("deploy", "curl"):
+            labd.join()
+        elif a.command == "pulumi":
+            # The stack's files are readable with no lab up (stack export, config); preview, up and
+            # refresh need the lab's network, where the stand-ins and the servers are.
+            with contextlib.suppress(labd.LabDown):
+                labd.join()
         if a.command == "tools":
             tools()
         elif a.command == "up":

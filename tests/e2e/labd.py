@@ -3,7 +3,8 @@ forge, the cloud API stand-ins and the servers live in one process that outlives
 `tests/lab deploy` can run again on the same stack and `tests/lab curl` can look at the result.
 
 Commands reach it over a unix socket (multiprocessing.connection, with an authkey in a 0600 file);
-`down` asks it to tear the lab down and exit, or ends it by its PID.
+`down` asks it to tear the lab down and exit, or ends it by its PID. The daemon's lab has its own
+id and network namespace (it runs beside test runs' labs); the commands join that namespace.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.testhost import Lab, cleanup_leftovers
+from tests.e2e.testhost import Lab, cleanup_unlocked, netns
 from tests.e2e.testhost.common import CACHE_DIR
 
 LAB_DIR = CACHE_DIR / "lab"
@@ -46,7 +47,10 @@ class LabService:
 
     def info(self) -> dict[str, Any]:
         forge = self.lab.forge()
+        assert self.lab.names is not None
         return {
+            "lab_id": self.lab.names.id,
+            "netns_path": self.lab.names.lab_netns_path,
             "acme_directory": self.lab.acme_directory,
             "acme_ca_pem": self.lab.acme_ca_pem(),
             "forge_ip": forge.ip,
@@ -188,7 +192,13 @@ def stop() -> None:
             os.kill(int(PIDFILE.read_text()), signal.SIGKILL)
     for path in (SOCKET, PIDFILE):
         path.unlink(missing_ok=True)
-    cleanup_leftovers()
+    cleanup_unlocked()  # the daemon's lab if it was killed, and any other killed lab's; never a live one
+
+
+def join() -> None:
+    """Move this process into the running lab's network namespace (the Pulumi CLI, the stand-ins'
+    127.0.0.1 addresses, the servers' 198.51.100.x are there); LabDown when there is none."""
+    netns.enter(call("info")["netns_path"])
 
 
 if __name__ == "__main__":

@@ -335,7 +335,7 @@ def test_a_server_boots_in_the_lab_with_its_user_data_and_destroy_removes_it(lab
         assert server.run("cat /etc/dvps-standin", check=True).stdout.startswith("written by cloud-init")
 
         assert changes(cli.destroy(on_output=lines.append)) == {"delete": 4}
-        assert name not in lab.servers and not Path(f"/run/netns/dvps-{name}").exists()
+        assert name not in lab.servers and not Path(f"/run/netns/{server.netns}").exists()
         assert api.cloud.resources() == {"ssh_keys": 0, "firewalls": 0, "servers": 0, "zones": 0, "rrsets": 0}
         assert api.unknown == []
     finally:

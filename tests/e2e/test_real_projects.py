@@ -44,6 +44,11 @@ PROJECTS: dict[str, dict[str, str]] = {
     "src-pipenv": {},
     "hardcoded": {},
 }
+# The longest e2e file, in two halves for pytest-xdist (tests/conftest.py): this group goes to a
+# worker of its own, with its own corpus server (the same address, in that worker's lab). The
+# hard-coded project stays in the first half: the overlay test below goes on from its stack.
+PART_TWO = pytest.mark.xdist_group("tests/e2e/test_real_projects.py-2")
+IN_PART_TWO = ("environ-media",)
 # Django's technical 404 page (its apostrophe is a typographic one: match the markup).
 DEBUG_PAGE = "because you have <code>DEBUG = True</code>"
 
@@ -152,7 +157,7 @@ def corpus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpu
         lab.remove("corpus")
 
 
-@pytest.mark.parametrize("fixture", list(PROJECTS))
+@pytest.mark.parametrize("fixture", [pytest.param(f, marks=PART_TWO) if f in IN_PART_TWO else f for f in PROJECTS])
 def test_a_real_project_reaches_production_with_settings_only(corpus: Corpus, fixture: str, tmp_path: Path) -> None:
     stack = corpus.stacks[fixture] = corpus.stack(fixture, tmp_path, **PROJECTS[fixture])
     first = stack.up(echo=None)
@@ -248,6 +253,7 @@ def _operate_commands() -> list[str]:
     return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip() and line[0] != "#"]
 
 
+@PART_TWO
 def test_the_readmes_operate_it_commands_run_as_written(corpus: Corpus, tmp_path: Path) -> None:
     """A startproject-shaped site (the hard-coded fixture) as app `blog`, then every command of the
     README's "Operate it" as the admin user over SSH; createsuperuser answers its prompts on a
@@ -326,6 +332,7 @@ def _rows(corpus: Corpus, fixture: str, wanted: str, timeout: float = 60) -> str
     raise AssertionError(f"/rows/ answers {body!r}, not {wanted!r}, after {timeout} s")
 
 
+@PART_TWO
 def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_under_load(
     corpus: Corpus, tmp_path: Path
 ) -> None:
@@ -394,6 +401,7 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     assert corpus.server.run(f"test -e /etc/systemd/system/{unit}.timer").returncode != 0, "the timer stayed"
 
 
+@PART_TWO
 def test_asgi_answers_a_websocket_over_wss_through_nginx_and_after_a_deploy(corpus: Corpus, tmp_path: Path) -> None:
     """server asgi: uvicorn workers (supplied: the project has none), nginx passing the upgrade, a
     websocket echo over wss:// with the lab CA's certificate; a deploy reloads gracefully and a

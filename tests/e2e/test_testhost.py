@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import paramiko
 import pytest
 import yaml
 
-from tests.e2e.testhost import Lab, Server
+from tests.e2e.testhost import Lab, LabBusy, Server, netns
+from tests.e2e.testhost.common import LAB_IDS, LabNames
 from tests.e2e.testhost.keys import KeyPair, new_ed25519
-from tests.e2e.testhost.lab import leftovers
+from tests.e2e.testhost.lab import _try_lock, leftovers
 from tests.support.figures import figure
 
 pytestmark = pytest.mark.e2e
 
 IP = "198.51.100.2"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -167,5 +173,109 @@ def test_second_server_and_its_teardown(lab: Lab, root_key: KeyPair) -> None:
     status, out = ssh(bare, root_key, bare.host_public_key(), "hostname")
     assert (status, out.strip()) == (0, "bench")
     lab.remove("bench")
-    left = leftovers()
+    assert lab.names is not None
+    left = leftovers(lab.names)
     assert not [x for x in left if "bench" in x], left
+
+
+# --- labs side by side -----------------------------------------------------------------------
+
+
+def _host_key_at(ip: str, lab: Lab | None = None) -> str:
+    """'ssh-ed25519 AAAA…' that whatever answers at ip:22 shows: from this process's namespace, or
+    from `lab`'s."""
+    argv = ["ssh-keyscan", "-T", "10", "-t", "ed25519", ip]
+    found = lab.run_in(argv, timeout=30) if lab else subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    lines = [line.split() for line in found.stdout.splitlines() if not line.startswith("#")]
+    assert lines, found.stderr
+    return " ".join(lines[0][1:3])
+
+
+def _free_ids(count: int) -> list[int]:
+    """The highest `count` lab ids nobody holds now (workers' labs take the lowest free ones)."""
+    free = []
+    for lab_id in reversed(LAB_IDS):
+        fd = _try_lock(LabNames(lab_id))
+        if fd is not None:
+            os.close(fd)
+            free.append(lab_id)
+    assert len(free) >= count, f"need {count} free lab ids, have {free}"
+    return free[:count]
+
+
+def test_two_labs_at_once_each_reaching_only_its_own(lab: Lab, server: Server, root_key: KeyPair) -> None:
+    own = server.host_public_key()
+    home = netns.current_inode()
+    with Lab() as other:
+        assert other.id != lab.id and other.names is not None
+        # The same address in the second lab: this process is in that lab's network now.
+        twin = other.server("app", IP, root_authorized_keys=[root_key.public])
+        assert netns.current_inode() != home
+        assert _host_key_at(IP) == twin.host_public_key() != own
+        # The first lab's servers are where they were, at the same address, in its own network.
+        assert _host_key_at(IP, lab) == own
+        assert server.run("hostname", check=True).stdout.strip() == "app"
+        # Each lab has its own way out: the second one's proxy reaches the index too.
+        fetch = "python3 -c \"import urllib.request as u; print(u.urlopen('https://pypi.org/simple/pip/').status)\""
+        assert twin.run(fetch, timeout=60).stdout.strip() == "200"
+        # Nothing of either lab is in the machine's own namespace.
+        machine = netns.machine_path()
+        assert machine is not None
+        links = subprocess.run(["nsenter", f"--net={machine}", "ip", "-o", "link"], capture_output=True, text=True)
+        assert "veth-" not in links.stdout and f"{other.names.prefix}-" not in links.stdout
+        with pytest.raises(LabBusy):  # a live lab's id is not taken twice
+            Lab(lab_id=other.id).start()
+        names = other.names
+    # Back in the first lab's network; the second left nothing, and its id is free again.
+    assert netns.current_inode() == home
+    assert _host_key_at(IP) == own
+    assert leftovers(names) == []
+    fd = _try_lock(names)
+    assert fd is not None
+    os.close(fd)
+
+
+KILLED_LAB = """
+import sys, time
+from pathlib import Path
+from tests.e2e.testhost import Lab
+lab = Lab(lab_id=int(sys.argv[1])).start()
+lab.server("gone", "198.51.100.2")
+Path(sys.argv[2]).write_text("ready")
+time.sleep(600)
+"""
+
+
+def test_a_killed_labs_leftovers_go_with_the_next_lab_of_its_id_only(lab: Lab, tmp_path: Path) -> None:
+    killed_id, other_id = _free_ids(2)
+    ready = tmp_path / "ready"
+    # A lab in a process of its own, started from the machine's namespace as a test run would be.
+    argv = netns.in_machine([sys.executable, "-c", KILLED_LAB, str(killed_id), str(ready)])
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 180
+        while not ready.exists():
+            assert proc.poll() is None, "the lab to be killed did not start"
+            assert time.monotonic() < deadline, "the lab to be killed did not start in 180 s"
+            time.sleep(0.2)
+    finally:
+        proc.kill()  # SIGKILL: no teardown runs
+        proc.wait()
+    killed = LabNames(killed_id)
+    left = leftovers(killed)
+    for thing in (f"netns {killed.lab_netns}", f"netns {killed.netns('gone')}", f"cgroup {killed.cgroup}"):
+        assert thing in left, left
+    assert any(x.startswith("dir ") for x in left) and any(x.startswith("mount ") for x in left), left
+    # Another id's lab starts, works and ends beside them, and leaves them alone.
+    with Lab(lab_id=other_id) as other:
+        other.server("app", IP)
+        assert sorted(leftovers(killed)) == sorted(left)
+    assert sorted(leftovers(killed)) == sorted(left)
+    # The next lab of the killed one's id removes them before it makes its own.
+    with Lab(lab_id=killed_id) as again:
+        now = leftovers(killed)
+        remade = {f"netns {killed.lab_netns}", f"mount {killed.lab_netns_path}", f"cgroup {killed.cgroup}"}
+        assert not (set(now) & set(left)) - remade, now
+        assert f"netns {killed.netns('gone')}" not in now
+        assert again.run_in(["ip", "-o", "link", "show", "veth-gone"]).returncode != 0
+    assert leftovers(killed) == []

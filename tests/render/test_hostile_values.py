@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -345,11 +346,14 @@ def _nginx_t(s: Settings, tmp_path: Path) -> str:
     nginx = find_tool("nginx")
     if nginx is None:
         pytest.skip("nginx is not installed: apt-get install -y nginx")
-    for tls in (False, True):
-        prefix = tmp_path / f"nginx-{tls}"
-        root = NginxPrefix(prefix, s)
-        result = _nginx_test(nginx, prefix, root.install(render.nginx_site(s, tls=tls), tls=tls))
-        assert result.returncode == 0, result.stderr
+    # The site's unix socket lives under the prefix and a socket path has 107 bytes at most: pytest's
+    # tmp_path for this test (longer still under pytest-xdist, .../popen-gw3/...) leaves too few.
+    with tempfile.TemporaryDirectory(prefix="hostile-nginx-") as short:
+        for tls in (False, True):
+            prefix = Path(short) / f"nginx-{tls}"
+            root = NginxPrefix(prefix, s)
+            result = _nginx_test(nginx, prefix, root.install(render.nginx_site(s, tls=tls), tls=tls))
+            assert result.returncode == 0, result.stderr
     return "nginx -t"
 
 

@@ -393,7 +393,7 @@ def test_firewall_unit_check_notices_a_unit_that_touches_other_tables(
 # addresses on a link of a fresh network namespace; the table applied by the unit's ExecStart; then a
 # connection from each uid, and a UDP datagram. Each result is "ok:<what it read>" or the error.
 METADATA_PROBE = r"""
-import json, os, socket, subprocess, sys, threading
+import json, os, socket, subprocess, sys, threading, time
 
 def ip(*args):
     subprocess.run(["ip", *args], check=True)
@@ -404,6 +404,15 @@ ip("link", "set", "dvpsmeta1", "up")
 ip("link", "set", "dvpsmeta0", "up")
 ip("addr", "add", "169.254.169.254/32", "dev", "dvpsmeta0")
 ip("-6", "addr", "add", "fe80::a9fe:a9fe/64", "dev", "dvpsmeta0", "nodad")
+# The kernel puts an IPv6 address in service (its local route) from a work queue that needs the
+# machine-wide rtnl lock, nodad or not: seconds late while other namespaces come and go (labs of
+# parallel test runs). A SYN sent before that leaves by the link, unanswered: wait for the route.
+deadline = time.monotonic() + 30
+local = ["ip", "-6", "route", "show", "table", "local", "dev", "dvpsmeta0"]
+while "fe80::a9fe:a9fe" not in subprocess.run(local, capture_output=True, text=True).stdout:
+    if time.monotonic() > deadline:
+        sys.exit("fe80::a9fe:a9fe did not come into service in 30 s")
+    time.sleep(0.05)
 subprocess.run(json.loads(sys.argv[1]), check=True)
 
 listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)

@@ -88,6 +88,8 @@ def test_refused_in_one_line_naming_the_setting(overrides: dict[str, Any], key: 
         "ssh-ed25519 " + KEY.split()[1] + "\nid",
         "*",
     ],
+    # Fixed ids: KEY is made at import, so ids from it differ between pytest-xdist's workers.
+    ids=["dss", "sk-ed25519", "cert-authority", "no-key", "newline", "star"],
 )
 def test_a_malformed_existing_host_key_is_one_line(host_key: str) -> None:
     with pytest.raises(SettingError) as caught:

@@ -4,7 +4,9 @@ an allow-list proxy, DNS and an ACME CA (pebble), and a git forge. See lab.Lab."
 from .forge import Forge
 from .hosttools import ensure_host_tools
 from .image import build_image
-from .lab import Lab, cleanup_leftovers
+from .lab import Lab, LabBusy, cleanup_leftovers, cleanup_unlocked
 from .server import Server
 
-__all__ = ["Forge", "Lab", "Server", "build_image", "cleanup_leftovers", "ensure_host_tools"]
+__all__ = [
+    "Forge", "Lab", "LabBusy", "Server", "build_image", "cleanup_leftovers", "cleanup_unlocked", "ensure_host_tools",
+]  # fmt: skip

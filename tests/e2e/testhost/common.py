@@ -8,19 +8,69 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Everything the harness creates carries this prefix, so a later run can find and remove the
-# leftovers of a killed one by name alone.
+# Everything a lab creates carries the prefix of its id, dvps<N> (N in LAB_IDS), so a later lab of
+# that id can find and remove the leftovers of a killed one by name alone, and never touches what
+# another lab (another id, or the older one-lab harness's "dvps-" names) owns.
 PREFIX = "dvps"
-BRIDGE = f"{PREFIX}-br0"
-NET = "198.51.100"  # TEST-NET-2; the other TEST-NETs are this machine's uplink.
+LAB_IDS = range(8)
+NET = "198.51.100"  # TEST-NET-2, inside each lab's own namespace; the other TEST-NETs are this machine's uplink.
 GATEWAY = f"{NET}.1"
 PROXY_PORT = 3128
-CGROUP_ROOT = Path("/sys/fs/cgroup/unified") / PREFIX
+CGROUP_BASE = Path("/sys/fs/cgroup/unified")
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "django-vps"
-RUN_DIR_PREFIX = f"{PREFIX}-run-"
+LOCK_DIR = Path("/run")
+
+
+@dataclass(frozen=True)
+class LabNames:
+    """The names of everything lab `id` makes on this machine."""
+
+    id: int
+
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}{self.id}"
+
+    @property
+    def lab_netns(self) -> str:
+        """The lab's own network namespace: its bridge, the root-side services, the tests' clients."""
+        return f"{self.prefix}-lab"
+
+    @property
+    def lab_netns_path(self) -> str:
+        return f"/run/netns/{self.lab_netns}"
+
+    def netns(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    @property
+    def cgroup(self) -> Path:
+        return CGROUP_BASE / self.prefix
+
+    @property
+    def run_dir_prefix(self) -> str:
+        return f"{self.prefix}-run-"
+
+    @property
+    def state_file(self) -> Path:
+        return CACHE_DIR / f"lab{self.id}.json"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held (flock) by the lab's process for its whole life: a free lock means no live owner."""
+        return LOCK_DIR / f"dvps-lab-{self.id}.lock"
+
+
+BRIDGE = "br0"  # inside the lab's namespace, where nothing else lives
+
+
+def veth(host: str) -> str:
+    """The lab-side end of a host's veth (inside the lab's namespace; fits IFNAMSIZ with 10 chars)."""
+    return f"veth-{host}"
 
 
 def sh(

@@ -12,7 +12,9 @@ from .lab import Lab, leftovers
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """The test network (proxy, DNS, pebble), started once per session; servers via lab.server()."""
-    with Lab() as lab:
+    with Lab() as lab:  # per pytest-xdist worker: each worker its own lab, with its own id
+        names = lab.names
         yield lab
-    left = leftovers()
+    assert names is not None
+    left = leftovers(names)
     assert not left, f"teardown left: {left}"

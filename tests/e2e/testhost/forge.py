@@ -1,7 +1,7 @@
 """A git forge over SSH in its own netns, standing in for GitHub and its deploy keys.
 
 The machine's own /usr/sbin/sshd (never enabled on the machine itself) runs in netns
-dvps-forge with a private config, host key and authorized_keys. Every key gets a forced
+dvps<N>-forge with a private config, host key and authorized_keys. Every key gets a forced
 command: deploy keys may only fetch (git-upload-pack), the harness's push key may also push.
 URLs look like GitHub's: ssh://git@198.51.100.3/<name>.git. The `git` login is a uid-0 entry
 in a private copy of /etc/passwd, bind-mounted only inside sshd's own mount namespace, so the
@@ -15,7 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .common import CGROUP_ROOT, PREFIX, kill_cgroup, make_cgroup, sh, spawn, wait_until
+from .common import LabNames, kill_cgroup, make_cgroup, sh, spawn, wait_until
 from .image import remove_tree
 from .network import create_host_netns, delete_netns
 
@@ -71,13 +71,14 @@ GIT_ID = {
 class Forge:
     """Create through `Lab.forge(ip=...)`."""
 
-    def __init__(self, run_dir: Path, ip: str) -> None:
+    def __init__(self, names: LabNames, run_dir: Path, ip: str) -> None:
+        self.names = names
         self.ip = ip
         self.dir = run_dir / "forge"
         self.repos = self.dir / "repos"
         self.work = self.dir / "work"
-        self.cgroup = CGROUP_ROOT / "_forge"
-        self.netns = f"{PREFIX}-forge"
+        self.cgroup = names.cgroup / "_forge"
+        self.netns = names.netns("forge")
         for d in (self.repos, self.work):
             d.mkdir(parents=True, exist_ok=True)
         sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "forge-host", "-f", self.dir / "ssh_host_ed25519_key"])
@@ -93,7 +94,7 @@ class Forge:
         passwd = self.dir / "passwd"
         passwd.write_text(Path("/etc/passwd").read_text() + f"{USER}:x:0:0:test forge:{self.repos}:/bin/sh\n")
         (self.dir / "known_hosts").write_text(f"{ip} {self.host_public_key()}\n")
-        create_host_netns("forge", ip)
+        create_host_netns(names, "forge", ip)
         make_cgroup(self.cgroup)
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
         argv = [
@@ -199,5 +200,5 @@ class Forge:
     def teardown(self) -> None:
         kill_cgroup(self.cgroup)
         self.proc.wait(timeout=10)
-        delete_netns(self.netns)
+        delete_netns(self.names, "forge")
         remove_tree(self.dir)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import netns
+
 # Debian package -> an absolute path it installs (how we tell it is there).
 HOST_PACKAGES: dict[str, str] = {
     "debootstrap": "/usr/sbin/debootstrap",
@@ -40,9 +42,10 @@ def ensure_host_tools() -> None:
         POLICY_RC_D.write_text("#!/bin/sh\nexit 101\n")
         POLICY_RC_D.chmod(0o755)
     try:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        # In the machine's network namespace, wherever this process is (the mirror is outside the labs).
+        subprocess.run(netns.in_machine(["apt-get", "update", "-qq"]), check=True, env=env)
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            netns.in_machine(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]),
             check=True,
             env=env,
         )

@@ -15,7 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from .common import CACHE_DIR, GATEWAY, NET, PREFIX, PROXY_PORT, sh
+from . import netns
+from .common import CACHE_DIR, GATEWAY, NET, PROXY_PORT, sh
 from .hosttools import debian_mirror, debian_sources, ensure_host_tools
 
 SUITE = "bookworm"  # the default image; "trixie" (Debian 13) builds from the same mirror
@@ -26,6 +27,8 @@ EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 PROXY_URL = f"http://{GATEWAY}:{PROXY_PORT}"
 # Hosts reached directly (the test network and whatever names the tests point at it).
+# Images of another recipe (another branch's image.py) are kept while used this recently.
+IMAGE_KEEP = 2 * 24 * 3600
 NO_PROXY = f"localhost,127.0.0.1,::1,{NET}.0/24," + ",".join(f"{NET}.{i}" for i in range(1, 11))
 
 # Gettys would open the machine's real consoles (one did, on the serial line): mask them.
@@ -69,44 +72,46 @@ def image_path(suite: str = SUITE) -> Path:
 
 
 def build_image(*, suite: str = SUITE, force: bool = False) -> Path:
-    """Return the cached image tarball of Debian `suite`, building it first if the recipe changed."""
+    """Return the cached image tarball of Debian `suite`, building it first if the recipe changed.
+
+    Labs side by side share the cache: a build happens under a lock (a second lab waits for it
+    rather than building too), the tarball appears whole (renamed into place) and each use touches
+    it, so another recipe's build removes only images nobody has used for IMAGE_KEEP seconds.
+    """
     ensure_host_tools()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     out = image_path(suite)
+    if out.exists() and not force:
+        out.touch()
+        return out
     with open(CACHE_DIR / "image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel run waits for one build, not two
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time, of any suite: they share the .deb cache
         if out.exists() and not force:
             return out
         _build(out, suite)
+    stale = time.time() - IMAGE_KEEP
     for old in CACHE_DIR.glob(f"{_prefix(suite)}*.tar.zst"):
-        if old != out and (suite != SUITE or old.name.count("-") == 1):
+        if old != out and (suite != SUITE or old.name.count("-") == 1) and old.stat().st_mtime < stale:
             old.unlink(missing_ok=True)
     return out
 
 
 def _build(out: Path, suite: str) -> None:
     mirror = debian_mirror(suite)
-    work = CACHE_DIR / f"{PREFIX}-build"
+    # Not named like any lab's mounts (dvps-*, dvps<N>-*), so no lab's cleanup unmounts a build.
+    work = CACHE_DIR / f"build-{suite}"
     remove_tree(work)
     work.mkdir(parents=True)
     # On these machines' ext4 creating many small files costs ~10x more than on tmpfs.
-    sh(["mount", "-t", "tmpfs", "-o", "mode=755,size=4g", f"{PREFIX}-build", work])
+    sh(["mount", "-t", "tmpfs", "-o", "mode=755,size=4g", f"image-build-{suite}", work])
     root = work / "root"
     root.mkdir()
     debs = CACHE_DIR / "debootstrap-cache"  # keeps the .debs: a rebuild skips the downloads
     debs.mkdir(exist_ok=True)
     t0 = time.monotonic()
     try:
-        sh(
-            [
-                "debootstrap",
-                f"--include={INCLUDE}",
-                f"--cache-dir={debs}",
-                suite,
-                root,
-                mirror,
-            ]
-        )
+        # From the machine's network namespace: the mirror is not reachable from a lab's.
+        sh(netns.in_machine(["debootstrap", f"--include={INCLUDE}", f"--cache-dir={debs}", suite, root, mirror]))
         configure(root, suite)
         tmp = out.with_suffix(".tmp")
         subprocess.run(

@@ -1,24 +1,28 @@
-"""The lab: the test network with its proxy, DNS and ACME CA, plus the servers and the forge."""
+"""The lab: the test network with its proxy, DNS and ACME CA, plus the servers and the forge; up to
+eight labs side by side, each with its own id, names and network namespace."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from . import netns
 from .acme import Pebble, TestDNS
 from .common import (
-    BRIDGE,
-    CACHE_DIR,
-    CGROUP_ROOT,
     GATEWAY,
+    LAB_IDS,
     PROXY_PORT,
-    RUN_DIR_PREFIX,
+    LabNames,
     kill_cgroup,
     make_cgroup,
     sh,
@@ -31,7 +35,7 @@ from .hetzner_api import HetznerAPI, LabMachines
 from .hosttools import apt_hosts, ensure_host_tools
 from .image import build_image, mounts_under, remove_tree
 from .metadata import MetadataService
-from .network import create_bridge, delete_netns, own_links, own_netns
+from .network import create_lab_netns, own_netns
 from .server import Server
 from .volumes import detach_leftovers
 
@@ -39,51 +43,106 @@ if TYPE_CHECKING:
     from .s3 import S3Storage
 
 REGISTRY_HOSTS = ("pypi.org", "files.pythonhosted.org", "registry.npmjs.org")
-STATE_FILE = CACHE_DIR / "lab.json"  # lets `python -m tests.e2e.testhost ssh|down` find it
 
 
-def cleanup_leftovers() -> None:
-    """Remove everything of ours a killed run may have left, found by name (dvps-*).
+class LabBusy(RuntimeError):
+    """The lab id asked for is held by a live lab."""
 
-    Processes: every one we start lives under the dvps cgroup, so cgroup.kill ends them all
-    without guessing PIDs. Then namespaces, links, mounts and run directories.
+
+def _try_lock(names: LabNames) -> int | None:
+    """flock the id's lock file without waiting: the fd (close it to release), or None when taken.
+    The fd is close-on-exec, so no child keeps the id after this process dies."""
+    names.lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(names.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def acquire(lab_id: int | None = None) -> tuple[int, LabNames]:
+    """Lock lab id `lab_id`, or the first free one: (the lock's fd, the id's names)."""
+    for candidate in LAB_IDS if lab_id is None else [lab_id]:
+        names = LabNames(candidate)
+        fd = _try_lock(names)
+        if fd is not None:
+            return fd, names
+    if lab_id is not None:
+        raise LabBusy(f"lab {lab_id} is in use ({LabNames(lab_id).lock_file} is locked)")
+    raise LabBusy(f"all {len(LAB_IDS)} lab ids are in use: end a lab (tests/lab down) or wait for one")
+
+
+def cleanup_leftovers(names: LabNames) -> None:
+    """Remove everything of lab `names.id` a killed run may have left, found by name (dvps<N>-*).
+    Call it only while holding that id's lock: then no live lab owns any of it.
+
+    Processes: every one the lab starts lives under its cgroup, so cgroup.kill ends them all
+    without guessing PIDs (the proxy too, though it runs in the machine's namespace). Then its
+    namespaces (the lab's own with its bridge and veth ends goes with them), mounts and run dirs.
     """
-    kill_cgroup(CGROUP_ROOT)
-    tmp = Path(tempfile.gettempdir())
-    # The Hetzner stand-in's volumes: loop devices on files in our run directories.
-    detach_leftovers(str(tmp / RUN_DIR_PREFIX))
-    for ns in own_netns():
-        delete_netns(ns)
-    for link in own_links():
-        sh(["ip", "link", "del", link], check=False)
-    for mnt in sorted(_own_mounts(), reverse=True):
+    kill_cgroup(names.cgroup)
+    # The Hetzner stand-in's volumes: loop devices on files in this lab id's run directories.
+    detach_leftovers(str(Path(tempfile.gettempdir()) / names.run_dir_prefix))
+    for ns in own_netns(names):
+        sh(["ip", "netns", "del", ns], check=False)
+    for mnt in sorted(_own_mounts(names), reverse=True):
         subprocess.run(["umount", "-l", mnt], check=False)
-    for d in tmp.glob(f"{RUN_DIR_PREFIX}*"):
+    for d in Path(tempfile.gettempdir()).glob(f"{names.run_dir_prefix}*"):
         remove_tree(d)
-    STATE_FILE.unlink(missing_ok=True)
+    names.state_file.unlink(missing_ok=True)
 
 
-def leftovers() -> list[str]:
-    """What of ours still exists (empty after a clean teardown): for tests and `status`."""
-    found = [f"netns {n}" for n in own_netns()] + [f"link {n}" for n in own_links()]
-    found += [f"mount {m}" for m in _own_mounts()]
-    if CGROUP_ROOT.exists():
-        found.append(f"cgroup {CGROUP_ROOT}")
-    found += [f"dir {d}" for d in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*")]
+def cleanup_unlocked() -> list[int]:
+    """Remove the leftovers of every lab id nobody holds (killed labs); the ids cleaned."""
+    cleaned = []
+    for candidate in LAB_IDS:
+        names = LabNames(candidate)
+        fd = _try_lock(names)
+        if fd is None:
+            continue
+        try:
+            if leftovers(names) or names.state_file.exists():
+                cleanup_leftovers(names)
+                cleaned.append(candidate)
+        finally:
+            os.close(fd)
+    return cleaned
+
+
+def leftovers(names: LabNames) -> list[str]:
+    """What of lab `names.id` still exists (empty after a clean teardown): for tests and `status`."""
+    found = [f"netns {n}" for n in own_netns(names)]
+    found += [f"mount {m}" for m in _own_mounts(names)]
+    if names.cgroup.exists():
+        found.append(f"cgroup {names.cgroup}")
+    found += [f"dir {d}" for d in Path(tempfile.gettempdir()).glob(f"{names.run_dir_prefix}*")]
     return found
 
 
-def _own_mounts() -> list[str]:
+def _own_mounts(names: LabNames) -> list[str]:
     with open("/proc/self/mounts") as f:
         points = [line.split()[1] for line in f]
-    return [p for p in points if "/dvps-" in p or p.startswith("/run/netns/dvps-")]
+    return [p for p in points if f"/{names.prefix}-" in p]
 
 
 class Lab:
-    """Context manager (or call start()/teardown() yourself)."""
+    """Context manager (or call start()/teardown() yourself).
 
-    def __init__(self, image: Path | None = None) -> None:
+    start() takes the first free lab id (or `lab_id`), removes that id's leftovers, makes the lab's
+    network namespace and moves this process into it (from the main thread): from then on this
+    process and everything it starts sees the lab's 198.51.100.0/24, and teardown() moves it back.
+    A second Lab started in the same process nests: its teardown returns to the first one's.
+    """
+
+    def __init__(self, image: Path | None = None, *, lab_id: int | None = None) -> None:
         self.image = image
+        self._want_id = lab_id
+        self.names: LabNames | None = None
+        self._lock_fd: int | None = None
+        self._outer_ns: int | None = None
+        self._first = netns.machine_path() is None  # not nested in another lab of this process
         self.run_dir: Path | None = None
         self.servers: dict[str, Server] = {}
         self._forge: Forge | None = None
@@ -92,22 +151,36 @@ class Lab:
         self.dns: TestDNS
         self.pebble: Pebble
         self.timings: dict[str, float] = {}
+        self.detached = False
+
+    @property
+    def id(self) -> int:
+        assert self.names is not None, "lab not started"
+        return self.names.id
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> Lab:
-        cleanup_leftovers()
+        self._lock_fd, names = acquire(self._want_id)
+        self.names = names
+        cleanup_leftovers(names)
         ensure_host_tools()
         t0 = time.monotonic()
         self.image = self.image or build_image()
         self.timings["image"] = time.monotonic() - t0
         t0 = time.monotonic()
-        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
+        self.run_dir = Path(tempfile.mkdtemp(prefix=names.run_dir_prefix))
         # Root filesystems live in RAM: unpacking onto this machine's ext4 takes ~10 s, onto
         # tmpfs ~1 s. A tmpfs only takes the memory its files use.
-        sh(["mount", "-t", "tmpfs", "-o", "mode=700,size=16g", f"{RUN_DIR_PREFIX}tmpfs", self.run_dir])
-        daemons = make_cgroup(CGROUP_ROOT / "_lab")
-        create_bridge()
+        sh(["mount", "-t", "tmpfs", "-o", "mode=700,size=16g", f"{names.run_dir_prefix}tmpfs", self.run_dir])
+        daemons = make_cgroup(names.cgroup / "_lab")
+        create_lab_netns(names)
+        self._outer_ns = netns.enter(names.lab_netns_path)
+        left_out = netns.stragglers()
+        if left_out and self._first:
+            # Their sockets and children stay outside the lab (seen: gRPC's, started by a CLI run
+            # before the lab, then "connection refused" from the CLI's resource monitor).
+            warnings.warn(f"threads started before the lab stay outside its network: {left_out}", stacklevel=2)
         self._start_proxy(daemons)
         self.dns = TestDNS(self.run_dir, daemons)
         self.pebble = Pebble(self.run_dir, daemons)
@@ -117,48 +190,80 @@ class Lab:
         return self
 
     def _start_proxy(self, cgroup: Path) -> None:
+        """The servers' only way out: it listens in the lab (a socket made here, in the lab's
+        namespace) and runs in the machine's namespace, where the mirrors and registries are."""
         assert self.run_dir is not None
         allow = sorted({*apt_hosts(), *REGISTRY_HOSTS})
-        argv = [
-            sys.executable,
-            Path(__file__).with_name("proxy.py"),
-            "--listen",
-            f"{GATEWAY}:{PROXY_PORT}",
-            "--allow",
-            *allow,
-        ]
-        self._procs.append(spawn(cgroup, argv, self.run_dir / "proxy.log"))
+        log = self.run_dir / "proxy.log"
+        with socket.create_server((GATEWAY, PROXY_PORT), backlog=128) as listening:
+            fd = listening.fileno()
+            argv = [sys.executable, Path(__file__).with_name("proxy.py"), "--fd", str(fd), "--allow", *allow]
+            self._procs.append(spawn(cgroup, netns.in_machine(argv), log, pass_fds=(fd,)))
 
-        def listening() -> bool:
-            return f"{GATEWAY}:{PROXY_PORT}" in sh(["ss", "-ltnH"]).stdout
+        def serving() -> bool:
+            if self._procs[-1].poll() is not None:
+                raise RuntimeError(f"the proxy exited:\n{log.read_text()}")
+            return "proxy on" in log.read_text()
 
-        wait_until("proxy", listening, 10)
+        wait_until("proxy", serving, 10)
 
     def teardown(self) -> None:
         """Remove everything this lab made; safe to call twice and after a failed start."""
         t0 = time.monotonic()
-        for server in list(self.servers.values()):
-            server.teardown()
-        self.servers.clear()
-        if self._forge:
-            self._forge.teardown()
-            self._forge = None
-        if self._metadata:
-            self._metadata.teardown()
-            self._metadata = None
-        kill_cgroup(CGROUP_ROOT / "_lab")
-        for proc in self._procs:
-            proc.wait(timeout=10)
-        self._procs.clear()
-        sh(["ip", "link", "del", BRIDGE], check=False)
-        if self.run_dir:
-            detach_leftovers(str(self.run_dir) + "/")
-            remove_tree(self.run_dir)
-            self.run_dir = None
-        cleanup_leftovers()  # anything of ours not tracked above (and the state file)
-        if CGROUP_ROOT.exists():
-            CGROUP_ROOT.rmdir()
+        try:
+            for server in list(self.servers.values()):
+                server.teardown()
+            self.servers.clear()
+            if self._forge:
+                self._forge.teardown()
+                self._forge = None
+            if self._metadata:
+                self._metadata.teardown()
+                self._metadata = None
+            if self.names:
+                kill_cgroup(self.names.cgroup / "_lab")
+            for proc in self._procs:
+                proc.wait(timeout=10)
+            self._procs.clear()
+        finally:
+            if self._outer_ns is not None:
+                netns.leave(self._outer_ns)  # before the namespace goes: nothing of ours is left in it
+                self._outer_ns = None
+            try:
+                if self.run_dir:
+                    detach_leftovers(str(self.run_dir) + "/")
+                    remove_tree(self.run_dir)
+                    self.run_dir = None
+                if self.names:
+                    cleanup_leftovers(self.names)  # anything of ours not tracked above (and the state file)
+                    if self.names.cgroup.exists():
+                        self.names.cgroup.rmdir()
+            finally:
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
         self.timings["teardown"] = time.monotonic() - t0
+
+    def detach(self) -> None:
+        """Let the lab outlive this process (`python -m tests.e2e.testhost up`): a keeper process in
+        the lab's cgroup inherits the id's lock, so it stays taken until `down` kills the cgroup."""
+        assert self.names is not None and self._lock_fd is not None and self.run_dir is not None
+        keeper = ["sleep", "infinity"]
+        spawn(self.names.cgroup / "_lab", keeper, self.run_dir / "keeper.log", pass_fds=(self._lock_fd,))
+        self.detached = True
+        self._save_state()
+        if self._outer_ns is not None:
+            netns.leave(self._outer_ns)
+            self._outer_ns = None
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def run_in(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run argv in this lab's network namespace (whichever namespace this process is in)."""
+        assert self.names is not None, "lab not started"
+        return subprocess.run(
+            ["nsenter", f"--net={self.names.lab_netns_path}", *argv], text=True, capture_output=True, **kwargs
+        )
 
     def __enter__(self) -> Lab:
         try:
@@ -196,9 +301,11 @@ class Lab:
             # Two namespaces answering ARP for one address: SSH would reach either (and fail its host key).
             raise ValueError(f"{ip} is taken by another server of this lab: remove() it first")
         t0 = time.monotonic()
+        assert self.names is not None
         srv = Server(
             name,
             ip,
+            names=self.names,
             run_dir=self.run_dir,
             image=image or self.image,
             wfe_ca_pem=self.wfe_ca_pem,
@@ -223,7 +330,8 @@ class Lab:
         """The git forge (one per lab; a second call returns the same one)."""
         assert self.run_dir is not None, "lab not started"
         if self._forge is None:
-            self._forge = Forge(self.run_dir, ip)
+            assert self.names is not None
+            self._forge = Forge(self.names, self.run_dir, ip)
         return self._forge
 
     def metadata(self) -> MetadataService:
@@ -231,7 +339,8 @@ class Lab:
         Hetzner stand-in registers each server it creates."""
         assert self.run_dir is not None, "lab not started"
         if self._metadata is None:
-            self._metadata = MetadataService(self.run_dir)
+            assert self.names is not None
+            self._metadata = MetadataService(self.names, self.run_dir)
         return self._metadata
 
     def hetzner_api(self, images: dict[str, Path] | None = None) -> HetznerAPI:
@@ -301,19 +410,34 @@ class Lab:
     # --- state for the CLI -------------------------------------------------------------------
 
     def _save_state(self) -> None:
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        assert self.names is not None
+        self.names.state_file.parent.mkdir(parents=True, exist_ok=True)
         state = {
+            "id": self.names.id,
+            "pid": os.getpid(),
+            "netns": self.names.lab_netns,
+            "detached": self.detached,
             "run_dir": str(self.run_dir),
             "servers": {n: {"ip": s.ip, "rootfs": str(s.rootfs)} for n, s in self.servers.items()},
         }
-        STATE_FILE.write_text(json.dumps(state, indent=2))
+        tmp = self.names.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.names.state_file)
 
 
-def load_state() -> dict[str, object] | None:
+def load_state(lab_id: int) -> dict[str, Any] | None:
     try:
-        return json.loads(STATE_FILE.read_text())
+        return json.loads(LabNames(lab_id).state_file.read_text())
     except FileNotFoundError:
         return None
 
 
-__all__ = ["Lab", "cleanup_leftovers", "leftovers", "load_state", "mounts_under"]
+def states() -> list[dict[str, Any]]:
+    """The state of every lab that has one (live, or killed and not cleaned yet)."""
+    return [state for lab_id in LAB_IDS if (state := load_state(lab_id)) is not None]
+
+
+__all__ = [
+    "Lab", "LabBusy", "acquire", "cleanup_leftovers", "cleanup_unlocked", "leftovers", "load_state", "mounts_under",
+    "states",
+]  # fmt: skip

@@ -7,12 +7,12 @@ one value each (hcloud-go's metadata client reads hostname, instance-id, public-
 availability-zone and private-networks). The service tells servers apart by the address a request
 comes from, and answers any local process on the server that asks.
 
-Here: netns dvps-meta, plugged into the lab's bridge like every host but with no lab address: only
+Here: netns dvps<N>-meta, plugged into the lab's bridge like every host but with no lab address: only
 169.254.169.254/32 and fe80::a9fe:a9fe/64 on its eth0, and a route to the lab's /24. A server the
 Hetzner stand-in creates gets a host route to 169.254.169.254 on its eth0 (its link-local IPv6
 address reaches fe80::a9fe:a9fe on the shared link as it is); its addresses are registered with
-what to answer. A request from any other address gets 404. The root namespace holds neither
-address, so nothing on this machine is rerouted. The HTTP side is metadata_service.py, its own
+what to answer. A request from any other address gets 404. The lab's own namespace holds
+neither address, so nothing there or on this machine is rerouted. The HTTP side is metadata_service.py, its own
 process in the netns; the lab writes what it answers to a file, atomically.
 """
 
@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .common import CGROUP_ROOT, NET, PREFIX, kill_cgroup, make_cgroup, sh, spawn, wait_until
+from .common import NET, LabNames, kill_cgroup, make_cgroup, sh, spawn, wait_until
 from .network import create_link_netns, delete_netns
 
 METADATA_IPV4 = "169.254.169.254"
@@ -36,16 +36,17 @@ NAME = "meta"
 class MetadataService:
     """Create through `Lab.metadata()`; `serve` a server, `forget` it, `teardown` at the end."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, names: LabNames, run_dir: Path) -> None:
+        self.names = names
         self.dir = run_dir / "metadata"
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state = self.dir / "state.json"
         self._answers: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._write()
-        self.netns = f"{PREFIX}-{NAME}"
-        self.cgroup = CGROUP_ROOT / "_meta"
-        create_link_netns(NAME, [f"{METADATA_IPV4}/32", f"{METADATA_IPV6}/64"], routes=[f"{NET}.0/24"])
+        self.netns = names.netns(NAME)
+        self.cgroup = names.cgroup / "_meta"
+        create_link_netns(names, NAME, [f"{METADATA_IPV4}/32", f"{METADATA_IPV6}/64"], routes=[f"{NET}.0/24"])
         make_cgroup(self.cgroup)
         service = Path(__file__).with_name("metadata_service.py")
         argv = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, service, "--state", self.state]
@@ -97,4 +98,4 @@ class MetadataService:
     def teardown(self) -> None:
         kill_cgroup(self.cgroup)
         self.proc.wait(timeout=10)
-        delete_netns(self.netns)
+        delete_netns(self.names, NAME)

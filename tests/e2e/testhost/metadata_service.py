@@ -1,4 +1,4 @@
-"""The metadata service's HTTP side (see metadata.py), its own process in netns dvps-meta:
+"""The metadata service's HTTP side (see metadata.py), its own process in netns dvps<N>-meta:
 `python metadata_service.py --state FILE`. Stdlib only. It answers GET /hetzner/v1/userdata,
 /hetzner/v1/metadata and /hetzner/v1/metadata/<key> with what FILE (JSON, address -> answers,
 rewritten atomically by the lab) holds for the address the request comes from; 404 otherwise.

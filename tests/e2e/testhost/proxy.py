@@ -1,8 +1,9 @@
 """An allow-list forward proxy: the test servers' only way out (there is no NAT).
 
 Plain HTTP (apt) is forwarded request by request with keep-alive; CONNECT (pip, uv, npm) is
-tunnelled. Only the named hosts on ports 80/443 are allowed; names resolve on the root side.
-Stdlib only: it runs as its own process (`python proxy.py --listen IP:PORT --allow HOST...`).
+tunnelled. Only the named hosts on ports 80/443 are allowed; names resolve in the machine's network
+namespace, where the proxy runs. Stdlib only: it runs as its own process
+(`python proxy.py --listen IP:PORT --allow HOST...`, or `--fd N` for a listening socket it inherits).
 """
 
 from __future__ import annotations
@@ -207,11 +208,9 @@ class Proxy:
         )
 
 
-def serve(listen: str, allow: set[str]) -> None:
-    host, _, port = listen.rpartition(":")
-    srv = socket.create_server((host, int(port)), backlog=128)
+def serve(srv: socket.socket, allow: set[str]) -> None:
     proxy = Proxy(allow)
-    print(f"proxy on {listen} allowing {sorted(allow)}", file=sys.stderr, flush=True)
+    print(f"proxy on {srv.getsockname()} allowing {sorted(allow)}", file=sys.stderr, flush=True)
     while True:
         conn, _ = srv.accept()
         threading.Thread(target=proxy.handle, args=(conn,), daemon=True).start()
@@ -219,10 +218,19 @@ def serve(listen: str, allow: set[str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--listen", required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", help="IP:PORT to listen on")
+    # A listening socket made in the lab's namespace while this process runs in the machine's: it
+    # accepts there, and connects out from here (a socket keeps the namespace it was created in).
+    where.add_argument("--fd", type=int, help="an inherited listening socket")
     p.add_argument("--allow", nargs="+", required=True)
     a = p.parse_args()
-    serve(a.listen, set(a.allow))
+    if a.fd is not None:
+        srv = socket.socket(fileno=a.fd)
+    else:
+        host, _, port = a.listen.rpartition(":")
+        srv = socket.create_server((host, int(port)), backlog=128)
+    serve(srv, set(a.allow))
 
 
 if __name__ == "__main__":

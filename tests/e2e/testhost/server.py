@@ -13,12 +13,12 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-from .common import CGROUP_ROOT, PREFIX, kill_cgroup, make_cgroup, sh, spawn, wait_until
+from . import netns
+from .common import PREFIX, LabNames, kill_cgroup, make_cgroup, sh, spawn, wait_until
 from .image import remove_tree, restore
 from .keys import KeyPair, new_ed25519
 from .network import create_host_netns, delete_netns
@@ -83,6 +83,7 @@ class Server:
         name: str,
         ip: str,
         *,
+        names: LabNames,
         run_dir: Path,
         image: Path,
         wfe_ca_pem: str,
@@ -93,13 +94,14 @@ class Server:
         self.ip = ip
         self.dir = run_dir / "servers" / name
         self.rootfs = self.dir / "root"
-        self.netns = f"{PREFIX}-{name}"
-        self.cgroup = CGROUP_ROOT / name
+        self.names = names
+        self.netns = names.netns(name)
+        self.cgroup = names.cgroup / name
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid1: int | None = None
         restore(image, self.rootfs)
         self._personalise(user_data, list(root_authorized_keys), wfe_ca_pem)
-        create_host_netns(name, ip)
+        create_host_netns(names, name, ip)
 
     # --- preparing the root filesystem -------------------------------------------------------
 
@@ -188,7 +190,8 @@ class Server:
 
     def _ssh_banner(self) -> bool:
         try:
-            with socket.create_connection((self.ip, 22), timeout=1) as s:
+            # From the lab's namespace, whichever one the calling thread is in.
+            with netns.connect(self.names.lab_netns_path, (self.ip, 22), timeout=1) as s:
                 s.settimeout(2)
                 return s.recv(8).startswith(b"SSH-")
         except OSError:
@@ -223,7 +226,7 @@ class Server:
     def teardown(self) -> None:
         """Kill everything, remove the netns and the root filesystem."""
         self._end_cgroup()
-        delete_netns(self.netns)
+        delete_netns(self.names, self.name)
         remove_tree(self.dir)
 
     # --- looking inside ----------------------------------------------------------------------
