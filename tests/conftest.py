@@ -100,7 +100,10 @@ E2E_SECONDS: dict[str, float] = {
     "tests/e2e/test_boundary.py": 380,
     "tests/e2e/test_security.py": 380,
     "tests/e2e/test_site.py": 350,
-    "tests/e2e/test_offsite.py": 320,
+    "tests/e2e/test_offsite.py": 520,  # sftp and s3 (414 s alone)
+    "tests/e2e/test_data_volume.py": 420,  # 333 s alone (sqlite), plus postgresql
+    "tests/e2e/test_sqlite_to_postgresql.py": 320,  # 250 s alone
+    "tests/e2e/test_quick_start.py": 300,  # 240 s beside three labs
     "tests/e2e/test_existing_host.py": 260,
     "tests/e2e/test_metadata.py": 250,
     "tests/e2e/test_deploys.py": 230,
