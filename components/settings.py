@@ -1049,7 +1049,9 @@ def _data_volume(reader: _Reader) -> DataVolume | None:
     if volume_id < 0:
         raise SettingError("dataVolumeId", f"{volume_id} is not a Hetzner Volume id: a whole number above 0")
     if not size and not volume_id:
-        if reader.explicit("dataVolumeKeep") is not None:
+        # A declared default reaches the program as if set (the real CLI passes it): only a value
+        # other than the default is a mistake here.
+        if reader.differs_from_default("dataVolumeKeep"):
             raise SettingError("dataVolumeKeep", "is only used with dataVolume: set dataVolume too, or remove it")
         return None
     return DataVolume(size, volume_id, keep)
