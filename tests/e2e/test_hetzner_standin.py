@@ -107,10 +107,10 @@ def test_an_rrset_that_exists_is_a_uniqueness_error_and_a_records_are_published(
 
 
 def test_an_unknown_route_answers_json_404_and_is_recorded(api: HetznerAPI) -> None:
-    status, body = call(api, "GET", "/volumes")
+    status, body = call(api, "GET", "/load_balancers")  # (volumes are served since dataVolume)
     assert (status, body["error"]["code"]) == (404, "not_found")
     assert call(api, "PATCH", "/ssh_keys/1")[0] == 404
-    assert api.unknown == ["GET /v1/volumes", "PATCH /v1/ssh_keys/1"]
+    assert api.unknown == ["GET /v1/load_balancers", "PATCH /v1/ssh_keys/1"]
     assert call(api, "GET", "/ssh_keys/12345")[1]["error"]["code"] == "not_found"  # a known route: not recorded
     api.unknown.clear()
 
