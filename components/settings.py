@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 import pulumi
 import yaml
@@ -1097,21 +1097,26 @@ def _zone(reader: _Reader, domain: str) -> str:
     return zone
 
 
+def _https_host(parsed: ParseResult) -> bool:
+    """An https URL to a plain host (a hostname or an IP, no user) with a valid port if any: what the
+    ACME directory and an S3 endpoint share; each checks its own path."""
+    try:
+        parsed.port  # noqa: B018  (raises for a port that is no number or out of range)
+    except ValueError:
+        return False
+    host = parsed.hostname
+    if parsed.scheme != "https" or not host or parsed.username is not None:
+        return False
+    return bool(_HOSTNAME.match(host) or _is_ip(host))
+
+
 def _acme(reader: _Reader) -> str:
     value = reader.string("acmeServer")
     if value in ACME_SERVERS:
         return ACME_SERVERS[value]
     parsed = urlparse(value)
-    try:
-        port = parsed.port
-    except ValueError:
-        port = -1
     if (
-        parsed.scheme != "https"
-        or not parsed.hostname
-        or not (_HOSTNAME.match(parsed.hostname) or _is_ip(parsed.hostname))
-        or parsed.username is not None
-        or port == -1
+        not _https_host(parsed)
         or not _URL_PATH.match(parsed.path + ("?" + parsed.query if parsed.query else ""))
         or parsed.fragment
         or value != value.strip()
@@ -1387,16 +1392,8 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 def _s3_target(reader: _Reader, endpoint: str, app_name: str) -> S3Target:
     parsed = urlparse(endpoint)
-    try:
-        port = parsed.port
-    except ValueError:
-        port = -1
     if (
-        parsed.scheme != "https"
-        or not parsed.hostname
-        or not (_HOSTNAME.match(parsed.hostname) or _is_ip(parsed.hostname))
-        or parsed.username is not None
-        or port == -1
+        not _https_host(parsed)
         or parsed.path not in ("", "/")
         or parsed.query
         or parsed.fragment
