@@ -464,6 +464,7 @@ def redis_step(s: Settings) -> str:
         "host-redis.sh.j2",
         redis=s.redis,
         user=s.user,
+        programs=[s.app_name, *(f"{s.app_name}.{name}" for name, _ in s.processes)],
         socket=REDIS_SOCKET,
         max_memory=s.redis_max_memory,
         policy=s.redis_eviction_policy,
@@ -663,7 +664,7 @@ def database_step(s: Settings) -> str:
 
 
 def env_step(s: Settings) -> str:
-    return render("host-env.sh.j2", **_paths(s))
+    return render("host-env.sh.j2", **_paths(s), process_names=[name for name, _ in s.processes])
 
 
 def deploy_step(s: Settings) -> str:

@@ -157,9 +157,15 @@ class DjangoSite(pulumi.ComponentResource):
             "rollbackCommand": pulumi.Output.concat(
                 "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " -H ", s.deploy_script, " rollback"
             ),
-            # The scheduled commands' last runs (and `systemctl --failed` lists a failed one).
+            # The scheduled commands' last runs (and `systemctl --failed` lists a failed one); sudo:
+            # the admin user is in group sudo, and the system journal is root's, adm's and
+            # systemd-journal's only.
             "scheduleLogs": pulumi.Output.concat(
-                "ssh ", connection.user, "@", connection.host, f" journalctl -u 'django-vps-{s.app_name}.*' -n 50"
+                "ssh ",
+                connection.user,
+                "@",
+                connection.host,
+                f" sudo journalctl -u 'django-vps-{s.app_name}.*' -n 50 --no-pager",
             ),
             "manageCommand": pulumi.Output.concat(
                 "ssh -t ", connection.user, "@", connection.host, " sudo django-vps-manage ", s.app_name
@@ -171,7 +177,7 @@ class DjangoSite(pulumi.ComponentResource):
             "dnsManaged": s.manage_dns,
             "nextSteps": _next_steps(s),
             "backupCommand": pulumi.Output.concat(
-                "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " ", s.backup_script, " list"
+                "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " -H ", s.backup_script, " list"
             ),
         }
         if self.server.volume is not None:

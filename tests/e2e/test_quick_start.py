@@ -287,6 +287,21 @@ def test_the_admin_logs_in_with_the_host_key_from_the_outputs(newcomer: Newcomer
     assert who.stdout.split()[-3:] == ["admin", "sudo", "works"], who.stdout  # after the motd
 
 
+def test_the_outputs_commands_work_from_the_users_machine(newcomer: Newcomer) -> None:
+    """*What you get*: deployCommand, rollbackCommand, manageCommand, backupCommand and scheduleLogs
+    run as `$(pulumi stack output NAME)` with the user's own key (pinned by step 6, above)."""
+    deployed = newcomer.sh("$(pulumi stack output deployCommand)", timeout=300).stdout
+    assert "==> deployed " in deployed, deployed
+    rolled = newcomer.sh("$(pulumi stack output rollbackCommand)", timeout=300).stdout
+    assert "==> rolled back to " in rolled, rolled
+    migrations = newcomer.sh("$(pulumi stack output manageCommand) showmigrations").stdout
+    assert "[X] 0001_initial" in migrations, migrations
+    newcomer.sh("$(pulumi stack output backupCommand)")
+    logs = newcomer.sh("$(pulumi stack output scheduleLogs)")
+    # The admin user alone (group sudo) would be shown only its own journal, with this hint.
+    assert "not seeing messages" not in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+
+
 def test_no_secret_reached_the_transcript(newcomer: Newcomer) -> None:
     text = "\n".join(newcomer.transcript)
     for secret in (HCLOUD_TOKEN, GITHUB_TOKEN, newcomer.env["PULUMI_CONFIG_PASSPHRASE"]):

@@ -246,6 +246,26 @@ def test_without_the_overlay_the_hard_coded_project_fails_in_one_line_then_passe
     assert DEBUG_PAGE in corpus.https(fixture, "/no-such-page/").body
 
 
+def _admin_login(corpus: Corpus, directory: Path) -> tuple[Path, Path]:
+    """The admin's key and a known_hosts pinning the host: what the user has on their machine."""
+    key, known = directory / "admin_key", directory / "known_hosts"
+    if not key.exists():
+        key.write_text(corpus.login_private_key)
+        key.chmod(0o600)
+        known.write_text(f"{IP} {corpus.login_host_key}\n")
+    return key, known
+
+
+def _admin_ssh(corpus: Corpus, directory: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """`command` run over SSH as the admin user, as a user's terminal would send it."""
+    key, known = _admin_login(corpus, directory)
+    return subprocess.run(
+        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o",
+         f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes", f"admin@{IP}", command],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
 def _operate_commands() -> list[str]:
     """The README's "Operate it" block, command by command (comments dropped)."""
     section = (Path(__file__).parents[2] / "README.md").read_text().split("\n## Operate it\n", 1)[1]
@@ -265,18 +285,10 @@ def test_the_readmes_operate_it_commands_run_as_written(corpus: Corpus, tmp_path
     stack.up(echo=None)
     commands = _operate_commands()
     assert len(commands) >= 12 and commands[0] == "sudo django-vps-manage blog createsuperuser", commands
-    key = tmp_path / "admin_key"
-    key.write_text(corpus.login_private_key)
-    key.chmod(0o600)
-    known = tmp_path / "known_hosts"
-    known.write_text(f"{IP} {corpus.login_host_key}\n")
+    key, known = _admin_login(corpus, tmp_path)
 
     def ssh(command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o",
-             f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes", f"admin@{IP}", command],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+        return _admin_ssh(corpus, tmp_path, command)
 
     def interactive(command: str, answers: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
         """ssh -tt, each answer typed once its prompt is on the terminal (getpass flushes input
@@ -343,7 +355,7 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     corpus.forge.create_repo(fixture, FIXTURES / fixture)
     tick = {
         "name": "tick",
-        "on": "*:0/20",
+        "on": "*-01-01 04:00:00",  # scheduled, but never due while the test runs (rows are counted)
         "command": "shell -c \"from polls.models import Note; Note.objects.create(text='tick')\"",
     }
     stack = corpus.stack(
@@ -352,9 +364,9 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
         processes=json.dumps({"worker": "rq worker --url $REDIS_URL"}),
         redis="true",
         schedule=json.dumps([tick]),
+        processStopSeconds="60",
     )
     first = stack.up(echo=None)
-    assert first.outputs["scheduleLogs"].endswith(f"journalctl -u 'django-vps-{fixture}.*' -n 50")
     program = f"{fixture}.worker"
     assert "RUNNING" in corpus.server.run(f"supervisorctl status {program}").stdout
     assert corpus.server.run("ss -ltn | grep -c ':6379 '").stdout.strip() == "0", "redis listens on TCP"
@@ -374,14 +386,19 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
 
     # The scheduled command: its timer is scheduled, and its service (started here) writes a row.
     unit = f"django-vps-{fixture}.tick"
-    timers = corpus.server.run(f"systemctl list-timers --all --no-legend {unit}.timer", check=True).stdout
-    assert f"{unit}.timer" in timers and f"{unit}.service" in timers, timers
+    enabled = corpus.server.run(f"systemctl is-enabled {unit}.timer").stdout.strip()
+    next_run = corpus.server.run(f"systemctl show -P NextElapseUSecRealtime {unit}.timer").stdout.strip()
+    assert enabled == "enabled" and next_run, (enabled, next_run)  # scheduled: enabled, with a next run
     corpus.server.run(f"systemctl start {unit}.service", check=True)
     _rows(corpus, fixture, "rows 2")
-    journal = corpus.server.run(f"journalctl -u {unit}.service --no-pager", check=True).stdout
-    assert "Finished" in journal or "Deactivated successfully" in journal, journal
+    # The stack output's command, from the user's machine as the admin: it shows that run.
+    logs = _admin_ssh(corpus, tmp_path, first.outputs["scheduleLogs"].split(f"admin@{IP} ", 1)[1])
+    assert logs.returncode == 0 and f"{unit}.service" in logs.stdout, logs.stdout + logs.stderr
+    assert "Finished" in logs.stdout or "Deactivated successfully" in logs.stdout, logs.stdout
 
-    enqueue("long", 8)
+    worker_log = f"/var/log/supervisor/{program}.out.log"  # RQ logs below ERROR to stdout
+    logged_before = int(corpus.server.run(f"wc -l < {worker_log}", check=True).stdout)
+    job = enqueue("long", 20).split()[1]  # longer than the deploy's way to the restart
     time.sleep(1)  # the worker has taken it
     with steady_load(IP, domain, "/") as load:
         started = time.monotonic()
@@ -390,9 +407,14 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     assert f"==> restarting {program}" in output, output
     assert load.errors == 0 and set(load.statuses) == {200}, (load.statuses, load.errors)
     _rows(corpus, fixture, "rows 3")  # the long job was finished, not lost
+    # ... by the old worker, told to stop while the job ran (RQ's warm shutdown), not after it.
+    logged = corpus.server.run(f"tail -n +{logged_before + 1} {worker_log}", check=True).stdout.splitlines()
+    stop = next((i for i, line in enumerate(logged) if "warm shut down requested" in line.lower()), None)
+    done = next((i for i, line in enumerate(logged) if "Job OK" in line and job in line), None)
+    assert stop is not None and done is not None and stop < done, "\n".join(logged)
     time.sleep(2)
     assert corpus.https(fixture, "/rows/").body == "rows 3", "a job ran twice"
-    figure(f"deploy with a worker finishing an 8 s job, under load: {deploy_seconds:.1f} s, "
+    figure(f"deploy with a worker finishing a 20 s job, under load: {deploy_seconds:.1f} s, "
           f"{load.sent} requests, {load.errors} failed, statuses {dict(load.statuses)}")  # fmt: skip
 
     stack.configure({"processes": None, "schedule": None})

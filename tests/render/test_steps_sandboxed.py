@@ -169,6 +169,29 @@ def test_env_step_reloads_gunicorn_only_when_the_env_changed(sandbox: Sandbox) -
     assert sandbox.files() == {s.env_file: env + "EXTRA=1\n"}
 
 
+def test_env_step_restarts_the_processes_only_when_the_env_changed(sandbox: Sandbox) -> None:
+    """A worker reads its environment once, at start (a HUP is gunicorn's alone): a changed .env
+    restarts each of the processes; an unchanged one touches none."""
+    s = make_settings(processes={"worker": "rq worker", "beat": "celery -A main beat"})
+    env = render.django_env(s, "x" * 50, [])
+    step = render.env_step(s)
+    # In the settings' order: by name.
+    restarts = [[*SUPERVISORCTL, "restart", f"{s.app_name}.{name}"] for name in ("beat", "worker")]
+
+    sandbox.run(step, stdin=env)
+    assert [c for c in sandbox.calls("supervisorctl") if "restart" in c] == restarts
+    sandbox.clear_calls()
+    sandbox.run(step, stdin=env)
+    assert not [c for c in sandbox.calls("supervisorctl") if "restart" in c], "unchanged .env: no restart"
+    sandbox.run(step, stdin=env + "EXTRA=1\n")
+    assert [c for c in sandbox.calls("supervisorctl") if "restart" in c] == restarts
+    # Without processes, only gunicorn's HUP.
+    plain = make_settings()
+    sandbox.clear_calls()
+    sandbox.run(render.env_step(plain), stdin=env + "OTHER=2\n")
+    assert not [c for c in sandbox.calls("supervisorctl") if "restart" in c]
+
+
 def test_nginx_site_lifecycle(variant, sandbox: Sandbox) -> None:
     """nginx step (HTTP) -> certbot step (certificate, hook, HTTPS) -> nginx step again -> teardown."""
     s = variant

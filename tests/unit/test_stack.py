@@ -670,7 +670,7 @@ def test_prod_example_exports(run_stack) -> None:
         "deployCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/deploy.sh",
         "rollbackCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/deploy.sh rollback",
         "manageCommand": f"ssh -t admin@{SERVER_IPV4} sudo django-vps-manage blog",
-        "scheduleLogs": f"ssh admin@{SERVER_IPV4} journalctl -u 'django-vps-blog.*' -n 50",
+        "scheduleLogs": f"ssh admin@{SERVER_IPV4} sudo journalctl -u 'django-vps-blog.*' -n 50 --no-pager",
         "hostKey": host_key,
         "githubEnvironment": "prod",
         "githubSecrets": SECRET_NAMES,
@@ -682,7 +682,7 @@ def test_prod_example_exports(run_stack) -> None:
         # Written out, not read back from the exports: what a user is told to do next.
         "nextSteps": "Hetzner DNS serves the records (dnsRecords). A push to main deploys"
         " (.github/workflows/deploy-prod.yml, GitHub Environment prod). Open https://blog.com.",
-        "backupCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog /opt/django-vps/blog/bin/backup.sh list",
+        "backupCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/backup.sh list",
     }
     assert host_key.startswith("ssh-ed25519 ") and len(host_key.split()) == 2
     assert not any(is_secret(v) for v in exports.values())
