@@ -184,6 +184,13 @@ class DjangoSite(pulumi.ComponentResource):
             self.outputs["dataVolume"] = _data_volume_line(s, self.server.volume)
         if s.offsite is not None:
             self.outputs["offsiteRepository"] = s.offsite.repository
+            # `pulumi destroy` prints the stack's outputs as it deletes them: this line is what it says
+            # of the backups (pkg/backend/display/object_diff.go getResourceOutputsPropertiesString).
+            self.outputs["offsiteBackups"] = (
+                f"restic repository {s.offsite.repository}: pulumi destroy never deletes it; reading it "
+                "needs the offsiteRepositoryPassword output (pulumi stack output --show-secrets "
+                "offsiteRepositoryPassword): keep a copy, destroy forgets it"
+            )
             if offsite_public_key is not None:
                 self.outputs["offsiteSshPublicKey"] = offsite_public_key
             # The repository cannot be read without it, and `pulumi destroy` forgets it: keep a copy.

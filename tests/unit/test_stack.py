@@ -512,6 +512,11 @@ def test_offsite_backups_get_a_key_and_password_of_the_stack_kept_secret(run_sta
     assert key["publicKeyOpenssh"].split()[1] in script  # named in the message to authorize it
     assert f"[u1.your-storagebox.de]:23 {host_key}" in script
     assert run.exports["offsiteRepository"] == "sftp:u1@u1.your-storagebox.de:django-vps/blog"
+    # Printed by `pulumi destroy` among the outputs it removes (tests/e2e/test_offsite.py sees it).
+    assert run.exports["offsiteBackups"].startswith(
+        "restic repository sftp:u1@u1.your-storagebox.de:django-vps/blog: pulumi destroy never deletes it"
+    )
+    assert generated not in run.exports["offsiteBackups"]
     assert run.exports["offsiteSshPublicKey"].startswith("ssh-ed25519 ")
     assert run.exports["__secret__"] == {"offsiteRepositoryPassword"}
 
