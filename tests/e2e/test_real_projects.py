@@ -44,6 +44,15 @@ PROJECTS: dict[str, dict[str, str]] = {
     "src-pipenv": {},
     "hardcoded": {},
 }
+# fixture -> what the deploy must say it detected (the tool and its file).
+DETECTED: dict[str, str] = {
+    "startproject-whitenoise": "requirements (requirements.txt found)",
+    "poetry-getenv": "poetry (poetry.lock found)",
+    "settings-package": "requirements (requirements/production.txt found)",
+    "environ-media": "uv (uv.lock found)",
+    "src-pipenv": "pipenv (Pipfile.lock found)",
+    "hardcoded": "requirements (requirements.txt found)",
+}
 # The longest e2e file, in two halves for pytest-xdist (tests/conftest.py): this group goes to a
 # worker of its own, with its own corpus server (the same address, in that worker's lab). The
 # hard-coded project stays in the first half: the overlay test below goes on from its stack.
@@ -165,6 +174,17 @@ def test_a_real_project_reaches_production_with_settings_only(corpus: Corpus, fi
     output = _deploy_output(stack)
     assert "==> release check: GET / answered 200 OK" in output, output
     detected = next(line for line in output.splitlines() if line.startswith("==> dependencies: "))
+    assert detected.startswith(f"==> dependencies: {DETECTED[fixture]}"), detected
+    overlay = [line for line in output.splitlines() if line.startswith("==> settings overlay: ")]
+    # The others read ALLOWED_HOSTS from the environment, which has the domain: nothing to add.
+    added_host = f"==> settings overlay: ALLOWED_HOSTS: added {fixture}.corpus.test"
+    assert (added_host in overlay) == (fixture == "hardcoded"), overlay
+    # DEBUG = True in the hard-coded project only: turned off, and said.
+    assert ("==> settings overlay: DEBUG: True -> False" in overlay) == (fixture == "hardcoded"), overlay
+    if fixture == "poetry-getenv":  # poetry's main group only: the dev group stays out of production
+        venv = f"/home/{fixture}/{fixture}/current/.venv/bin/python"
+        dev = corpus.server.run(f"sudo -u {fixture} {venv} -c 'import debug_toolbar'")
+        assert dev.returncode != 0 and "ModuleNotFoundError" in dev.stderr, dev.stdout + dev.stderr
 
     page = corpus.https(fixture, "/")
     assert page.status == 200 and f"Hello from {fixture}" in page.body, (page.status, page.body[:300])
