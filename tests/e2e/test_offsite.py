@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pulumi import automation as auto
@@ -359,10 +360,20 @@ def test_a_new_server_and_stack_restore_from_the_off_site_repository(
     stack.up(echo=None)
     # The repository was there: opened with the kept password, not made anew.
     figure(f"offsite step on the new server: {_step_stdout(stack, 'offsite').strip()}")
-    recovered = Offsite(offsite.lab, new, offsite.sftp, stack, offsite.cafile, "", offsite.config, "")
+    # The README's last step as written, from the user's machine as the server's admin.
+    remote = _readme_recovery_restore().removeprefix("ssh admin@NEW_SERVER ").replace("blog", FIXTURE)
+    admin = tmp_path_factory.mktemp("admin")
+    key, known = admin / "key", admin / "known_hosts"
+    key.write_text(login.private_openssh)
+    key.chmod(0o600)
+    known.write_text(f"{NEW_IP} {new.host_public_key()}\n")
     started = time.monotonic()
-    restored = recovered.backup_sh("offsite-restore")
-    assert restored.returncode == 0, restored.stdout
+    restored = subprocess.run(
+        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}",
+         "-o", "StrictHostKeyChecking=yes", f"admin@{NEW_IP}", remote],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stdout + restored.stderr
     figure(f"disaster recovery (new server: offsite-restore after pulumi up): {time.monotonic() - started:.2f} s")
     https = lambda path: subprocess.run(  # noqa: E731
         ["curl", "-sS", "--fail-with-body", "--cacert", offsite.cafile, "--resolve", f"{DOMAIN}:443:{NEW_IP}",
@@ -370,6 +381,15 @@ def test_a_new_server_and_stack_restore_from_the_off_site_repository(
     ).stdout  # fmt: skip
     assert https("/rows/") == "rows 1"
     assert https("/media/uploads/remember.txt") == UPLOAD
+
+
+def _readme_recovery_restore() -> str:
+    """The restore line of the README's disaster-recovery steps (*Data and backups*)."""
+    section = (Path(__file__).parents[2] / "README.md").read_text().split("\n## Data and backups\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    (line,) = [line.strip() for line in section.splitlines() if line.strip().startswith("ssh admin@NEW_SERVER ")]
+    assert line.endswith("backup.sh offsite-restore"), line
+    return line
 
 
 def _step_stdout(stack: CliStack, role: str) -> str:

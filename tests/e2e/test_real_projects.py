@@ -381,7 +381,7 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     stack = corpus.stack(
         fixture,
         tmp_path,
-        processes=json.dumps({"worker": "rq worker --url $REDIS_URL"}),
+        processes=json.dumps({"worker": "rq worker -c rqsettings --url $REDIS_URL"}),
         redis="true",
         schedule=json.dumps([tick]),
         processStopSeconds="60",
@@ -436,6 +436,21 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     assert corpus.https(fixture, "/rows/").body == "rows 3", "a job ran twice"
     figure(f"deploy with a worker finishing a 20 s job, under load: {deploy_seconds:.1f} s, "
           f"{load.sent} requests, {load.errors} failed, statuses {dict(load.statuses)}")  # fmt: skip
+
+    # A commit whose worker cannot start: the deploy fails and switches back, the worker runs again.
+    live = corpus.server.run(f"readlink /home/{fixture}/{fixture}/current", check=True).stdout.strip()
+    settings = (corpus.forge.work / fixture / "rqsettings.py").read_text()
+    corpus.forge.push_commit(fixture, {"rqsettings.py": "raise RuntimeError('broken on purpose')\n"}, "Break it")
+    failed = corpus.server.run(f"sudo -u {fixture} -H /opt/django-vps/{fixture}/bin/deploy.sh 2>&1")
+    assert failed.returncode != 0, failed.stdout
+    said = (f"{program} is not RUNNING after its restart", f"{program} did not restart")
+    assert any(line in failed.stdout for line in said), failed.stdout
+    assert f"switched back to {live.removeprefix('releases/')}" in failed.stdout, failed.stdout
+    assert corpus.server.run(f"readlink /home/{fixture}/{fixture}/current").stdout.strip() == live
+    assert "RUNNING" in corpus.server.run(f"supervisorctl status {program}").stdout
+    enqueue("after the failed deploy", 0)
+    _rows(corpus, fixture, "rows 4")  # the worker of the live release runs jobs again
+    corpus.forge.push_commit(fixture, {"rqsettings.py": settings}, "Fix it")
 
     stack.configure({"processes": None, "schedule": None})
     stack.up(echo=None)
