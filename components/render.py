@@ -256,6 +256,8 @@ def schedule_step(s: Settings) -> str:
         entries=entries,
         units_wanted=[entry["unit"] for entry in entries],
         run_scheduled=f"{s.bin_dir}/run-scheduled",
+        schedule_due=f"{s.bin_dir}/schedule-due",
+        schedule_due_sh=(FILES / "schedule-due.sh").read_text(),
     )
 
 

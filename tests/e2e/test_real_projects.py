@@ -383,7 +383,7 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
         tmp_path,
         processes=json.dumps({"worker": "rq worker -c rqsettings --url $REDIS_URL"}),
         redis="true",
-        schedule=json.dumps([tick]),
+        schedule=json.dumps([tick, {"name": "slow", "on": "*-01-01 04:00:00", "run": "sleep 30"}]),
         processStopSeconds="60",
     )
     first = stack.up(echo=None)
@@ -415,6 +415,17 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
     logs = _admin_ssh(corpus, tmp_path, first.outputs["scheduleLogs"].split(f"admin@{IP} ", 1)[1])
     assert logs.returncode == 0 and f"{unit}.service" in logs.stdout, logs.stdout + logs.stderr
     assert "Finished" in logs.stdout or "Deactivated successfully" in logs.stdout, logs.stdout
+    # Due while its last run is still going (started as its timer starts it): skipped, and said.
+    slow = f"django-vps-{fixture}.slow"
+    corpus.server.run(f"systemctl start {slow}.due.service", check=True)
+    deadline = time.monotonic() + 30
+    while corpus.server.run(f"systemctl show -P ActiveState {slow}.service").stdout.strip() != "activating":
+        assert time.monotonic() < deadline, "the slow command did not start"
+        time.sleep(0.2)
+    corpus.server.run(f"systemctl start {slow}.due.service", check=True)
+    said = corpus.server.run(f"journalctl -u {slow}.due.service -o cat --no-pager", check=True).stdout
+    assert f"skipped this run of {slow}.service: the last run, started " in said, said
+    corpus.server.run(f"systemctl stop {slow}.service", check=True)
 
     worker_log = f"/var/log/supervisor/{program}.out.log"  # RQ logs below ERROR to stdout
     logged_before = int(corpus.server.run(f"wc -l < {worker_log}", check=True).stdout)
@@ -461,12 +472,14 @@ def test_a_worker_on_redis_runs_jobs_and_finishes_a_long_one_through_a_deploy_un
 @PART_TWO
 def test_asgi_answers_a_websocket_over_wss_through_nginx_and_after_a_deploy(corpus: Corpus, tmp_path: Path) -> None:
     """server asgi: uvicorn workers (supplied: the project has none), nginx passing the upgrade, a
-    websocket echo over wss:// with the lab CA's certificate; a deploy reloads gracefully and a
-    client that reconnects is served by the new workers."""
+    websocket echo over wss:// with the lab CA's certificate; a deploy under load reloads gracefully
+    (no request fails), a websocket held through it is closed by its stopping worker, and a client
+    that reconnects is served by a new worker."""
     import socket
     import ssl
 
-    from websockets.sync.client import connect
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import ClientConnection, connect
 
     fixture = "asgi-echo"
     domain = f"{fixture}.corpus.test"
@@ -478,19 +491,35 @@ def test_asgi_answers_a_websocket_over_wss_through_nginx_and_after_a_deploy(corp
     assert "==> ASGI application: mysite.asgi:application" in output, output
     assert corpus.https(fixture, "/").status == 200
 
-    def echo(message: str) -> str:
-        context = ssl.create_default_context(cafile=corpus.cafile)
-        with connect(
+    context = ssl.create_default_context(cafile=corpus.cafile)
+
+    def connected() -> ClientConnection:
+        return connect(
             f"wss://{domain}/ws/echo/", sock=socket.create_connection((IP, 443), timeout=10), ssl=context,
             server_hostname=domain, open_timeout=10,
-        ) as websocket:  # fmt: skip
+        )  # fmt: skip
+
+    def echo(message: str) -> str:
+        with connected() as websocket:
             websocket.send(message)
             return str(websocket.recv(timeout=10))
 
     before = echo("hello")
     assert before.startswith("echo from ") and before.endswith(": hello"), before
-    again = corpus.deploy(fixture)
+    # A connection held through a deploy under load: no request fails; the old worker, stopping,
+    # closes the connection (the client's cue to reconnect), and a new one is served by a new worker.
+    held = connected()
+    held.send("held")
+    worker = str(held.recv(timeout=10)).split(":")[0]
+    with steady_load(IP, domain, "/") as load:
+        again = corpus.deploy(fixture)
     assert "==> reloading asgi-echo gracefully" in again
+    assert load.errors == 0 and set(load.statuses) == {200}, (load.statuses, load.errors)
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed):
+        held.recv(timeout=90)  # gunicorn's graceful timeout at the latest
+    closed_after = time.monotonic() - started
     after = echo("again")
-    assert after.endswith(": again"), after
-    figure(f"websocket echo before the deploy: {before!r}; after, reconnected: {after!r}")
+    assert after.endswith(": again") and after.split(":")[0] != worker, (worker, after)
+    figure(f"ASGI deploy under load: {load.sent} requests, {load.errors} failed; a websocket held through it "
+           f"closed {closed_after:.1f} s after the deploy returned; reconnected: {worker!r} -> {after!r}")  # fmt: skip
