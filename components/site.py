@@ -34,6 +34,13 @@ class DjangoSite(pulumi.ComponentResource):
         s = settings
         child = pulumi.ResourceOptions(parent=self)
         labels = hetzner_labels(s.app_name, pulumi.get_stack())
+        if s.server is not None and not s.server.admin_ssh_keys:
+            # Not a mistake (the workflow deploys without it), but nobody could log in to operate the site.
+            pulumi.log.warn(
+                f"adminSshKeys is empty: only the stack's own provisioning key logs in as {s.server.admin_user}, "
+                "so sshCommand, deployCommand and the other commands in the outputs cannot work from your machine; "
+                "add yours with pulumi config set --path 'adminSshKeys[0]' \"$(cat ~/.ssh/id_ed25519.pub)\""
+            )
 
         self.server = Server(
             f"{name}-server",

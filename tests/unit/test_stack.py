@@ -231,6 +231,20 @@ def test_another_admin_user_is_made_logged_in_as_and_exported(run_stack) -> None
     assert run.exports["sshCommand"] == f"ssh ops@{SERVER_IPV4}"
 
 
+def test_no_admin_keys_is_warned_about_once(run_stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pulumi.prod.yaml has no adminSshKeys: nobody could log in to operate the site. A warning, not
+    a refusal (the workflow deploys without them); with a key, none."""
+    from components import site as site_module
+
+    warned: list[str] = []
+    monkeypatch.setattr(site_module.pulumi.log, "warn", lambda message, *args, **kwargs: warned.append(message))
+    run_stack()
+    assert len(warned) == 1 and warned[0].startswith("adminSshKeys is empty: only the stack's own provisioning key")
+    warned.clear()
+    run_stack(adminSshKeys=json.dumps([ed25519_public("admin-1", "me@laptop")]))
+    assert warned == []
+
+
 def test_admin_keys_reach_cloud_init_and_the_admin_keys_step_not_hetzner(run_stack) -> None:
     """Hetzner gets the provisioning key only (a user's key may already be in the project, and an
     edited one would collide on its name); the admin user gets them all, at the first boot from
