@@ -162,6 +162,8 @@ def _release_check_context(s: Settings) -> dict[str, object]:
         "fail_on_debug": "yes" if s.fail_on_debug else "no",
         "hsts": "on" if s.hsts else "off",
         "database": s.database,
+        "static_url": s.static_url,
+        "media_url": s.media_url,
     }
 
 
@@ -338,6 +340,8 @@ def nginx_site(s: Settings, *, tls: bool) -> str:
         # map's variables are global to nginx: one per app (a digest: app names may hold '-').
         upgrade_variable=f"django_vps_upgrade_{sha256(s.app_name)[:12]}",
         hsts=s.hsts,
+        static_url=s.static_url,
+        media_url=s.media_url,
     )
 
 

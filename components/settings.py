@@ -416,6 +416,10 @@ class Settings:
     """Releases kept on the server for rollback (the live one included)."""
     health_check_path: str
     """Path requested with the site's Host before and after a release goes live."""
+    static_url: str
+    """Where nginx serves the collected static files (Django's STATIC_URL), e.g. /static/."""
+    media_url: str
+    """Where nginx serves the uploads (Django's MEDIA_URL), e.g. /media/."""
     shared_paths: tuple[str, ...]
     """Project paths that outlive releases (symlinked into each from shared/)."""
     database: Literal["sqlite", "postgresql"]
@@ -1466,6 +1470,23 @@ def _health_path(reader: _Reader) -> str:
     return path
 
 
+_URL_PREFIX = re.compile(r"^/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*/)+$")
+
+
+def _served_urls(reader: _Reader) -> tuple[str, str]:
+    """staticUrl and mediaUrl: URL paths nginx serves files at, neither inside the other (nginx
+    picks the longest prefix: /static/media/ would hide the uploads inside the static files)."""
+    static, media = reader.string("staticUrl"), reader.string("mediaUrl")
+    for key, url, example in (("staticUrl", static, "/static/"), ("mediaUrl", media, "/media/")):
+        if not _URL_PREFIX.match(url) or "/../" in url or "/./" in url:
+            raise SettingError(
+                key, f"{url[:80]!r} is not a URL path like {example}: start and end with /, letters, digits and ._~-"
+            )
+    if static.startswith(media) or media.startswith(static):
+        raise SettingError("mediaUrl", f"{media} and staticUrl {static} overlap: give each its own path")
+    return static, media
+
+
 # Paths the release machinery owns: sharing them would break releases.
 RESERVED_RELEASE_PATHS = frozenset(
     {".env", ".venv", "static", "node_modules", "REVISION", ".git", ".django-vps", "django_vps_wsgi.py",
@@ -1600,6 +1621,7 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
     server, existing = _host_mode(reader, user)
     data_dir = data_dir_of(app_name) if server and server.data_volume else None
     backup_keep = _backup_keep(reader)
+    served_urls = _served_urls(reader)
     stack = pulumi.get_stack() if stack is None else stack
     # Outside a Pulumi run (a plain function call) no stack may be known: nothing to name then.
     if stack and (server is not None or reader.value("manageDns")):
@@ -1668,6 +1690,8 @@ def load_settings(raw: Callable[[str], Any] = pulumi.runtime.get_config, stack: 
         github_environment=github_environment(stack or "stack"),
         keep_releases=_positive(reader, "keepReleases"),
         health_check_path=_health_path(reader),
+        static_url=served_urls[0],
+        media_url=served_urls[1],
         shared_paths=_shared_paths(reader),
         database=_choice(reader, "database", DATABASES),  # type: ignore[arg-type]
         backup_schedule=_backup_schedule(reader),

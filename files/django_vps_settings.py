@@ -118,17 +118,17 @@ def _files() -> None:
     if (not static_root or _inside_release(static_root)) and str(static_root or "") != wanted:
         shown = static_root or "unset"
         _set("STATIC_ROOT", wanted, f"{shown} -> {wanted} (collected per release, served by nginx)")
-    static_url = _current("STATIC_URL")
-    if not _absolute(static_url) and not _same_url(static_url, "/static/"):
-        _set("STATIC_URL", "/static/", f"{static_url or 'unset'} -> /static/ (where nginx serves them)")
+    static_url, served = _current("STATIC_URL"), _CONFIG["static_url"]
+    if not _absolute(static_url) and not _same_url(static_url, served):
+        _set("STATIC_URL", served, f"{static_url or 'unset'} -> {served} (where nginx serves them: staticUrl)")
     media_root = _current("MEDIA_ROOT")
     shared_media = _CONFIG["media_root"]
     if (not media_root or _inside_release(media_root)) and str(media_root or "") != shared_media:
         shown = media_root or "unset"
         _set("MEDIA_ROOT", shared_media, f"{shown} -> {shared_media} (kept across releases)")
-    media_url = _current("MEDIA_URL")
-    if not _absolute(media_url) and not _same_url(media_url, "/media/"):
-        _set("MEDIA_URL", "/media/", f"{media_url or 'unset'} -> /media/ (where nginx serves them)")
+    media_url, served = _current("MEDIA_URL"), _CONFIG["media_url"]
+    if not _absolute(media_url) and not _same_url(media_url, served):
+        _set("MEDIA_URL", served, f"{media_url or 'unset'} -> {served} (where nginx serves them: mediaUrl)")
 
 
 def _logging() -> None:

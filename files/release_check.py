@@ -33,8 +33,6 @@ from pathlib import Path
 
 RELEASE = Path.cwd().resolve()
 STATE = RELEASE / ".django-vps"
-STATIC_URL = "/static/"
-MEDIA_URL = "/media/"
 # Collected files whose names are plain enough to put in a URL and a shell line as they are.
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9._/-]+$")
 # How the usual settings readers say that a variable is missing.
@@ -156,7 +154,7 @@ def diagnose(args: argparse.Namespace, settings, project_settings: str, shared: 
             "repository is known to everyone who can read it"
         )
 
-    # Static files: nginx serves this release's collected STATIC_ROOT at /static/.
+    # Static files: nginx serves this release's collected STATIC_ROOT at staticUrl.
     if not settings.STATIC_ROOT:
         fatal.append(f"STATIC_ROOT is not set in {where}: set it, e.g. STATIC_ROOT = BASE_DIR / 'staticfiles'{hint}")
     elif not inside(as_path(settings.STATIC_ROOT), RELEASE):
@@ -167,11 +165,12 @@ def diagnose(args: argparse.Namespace, settings, project_settings: str, shared: 
     static_absolute = settings.STATIC_URL.startswith(("http://", "https://", "//"))
     if static_absolute:
         warn(f"STATIC_URL is {settings.STATIC_URL}: static files are served from there, not by this server's nginx")
-    elif settings.STATIC_URL != STATIC_URL:
-        fatal.append(f"STATIC_URL is {settings.STATIC_URL} but nginx serves static files at {STATIC_URL}: set "
-                     f"STATIC_URL = 'static/' in {where}{hint}")  # fmt: skip
+    elif args.static_url != settings.STATIC_URL:
+        fatal.append(f"STATIC_URL is {settings.STATIC_URL} but nginx serves static files at {args.static_url} (the "
+                     f"staticUrl setting): set STATIC_URL = '{args.static_url.lstrip('/')}' in {where}, or staticUrl "
+                     f"to {settings.STATIC_URL}{hint}")  # fmt: skip
 
-    # Media: kept in shared/media across releases, served by nginx at /media/.
+    # Media: kept in shared/media across releases, served by nginx at mediaUrl.
     media = shared / "media"
     if not settings.MEDIA_ROOT:
         warn(f"MEDIA_ROOT is not set in {where}: uploads have nowhere to go that nginx serves; set MEDIA_ROOT{hint}")
@@ -183,9 +182,11 @@ def diagnose(args: argparse.Namespace, settings, project_settings: str, shared: 
             else:
                 fatal.append(f"MEDIA_ROOT is {settings.MEDIA_ROOT}, outside the release and not {media} (which "
                              f"nginx serves and every release shares): set it inside the project{hint}")  # fmt: skip
-        if settings.MEDIA_URL != MEDIA_URL and not settings.MEDIA_URL.startswith(("http://", "https://", "//")):
-            fatal.append(f"MEDIA_URL is {settings.MEDIA_URL or 'unset'} but nginx serves uploads at {MEDIA_URL}: "
-                         f"set MEDIA_URL = 'media/' in {where}{hint}")  # fmt: skip
+        if args.media_url != settings.MEDIA_URL and not settings.MEDIA_URL.startswith(("http://", "https://", "//")):
+            fatal.append(f"MEDIA_URL is {settings.MEDIA_URL or 'unset'} but nginx serves uploads at {args.media_url} "
+                         f"(the mediaUrl setting): set MEDIA_URL = '{args.media_url.lstrip('/')}' in {where}"
+                         + (f", or mediaUrl to {settings.MEDIA_URL}" if settings.MEDIA_URL else "")
+                         + hint)  # fmt: skip
 
     default = settings.DATABASES.get("default", {})
     engine = default.get("ENGINE", "")
@@ -337,7 +338,7 @@ def summary(body: bytes) -> str:
     return " ".join(text.split())[:200]
 
 
-def assets(settings) -> list[str]:  # type: ignore[no-untyped-def]
+def assets(settings, static_url: str) -> list[str]:  # type: ignore[no-untyped-def]
     """What deploy.sh fetches through nginx after the switch: one collected file of the project's
     own, and the admin's CSS when the admin is installed."""
     root = Path(settings.STATIC_ROOT)
@@ -349,9 +350,9 @@ def assets(settings) -> list[str]:  # type: ignore[no-untyped-def]
     )
     own = [path for path in own if _PLAIN_PATH.match(path) and not path.endswith((".gz", ".br"))]
     if own:
-        chosen.append(STATIC_URL + own[0])
+        chosen.append(static_url + own[0])
     if "django.contrib.admin" in settings.INSTALLED_APPS:
-        chosen.append(STATIC_URL + "admin/css/base.css")
+        chosen.append(static_url + "admin/css/base.css")
     return chosen
 
 
@@ -394,6 +395,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fail-on-debug", choices=("yes", "no"), required=True)
     parser.add_argument("--shared", required=True)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--static-url", default="/static/", help="where nginx serves the collected files")
+    parser.add_argument("--media-url", default="/media/", help="where nginx serves the uploads")
     parser.add_argument("--snapshot", default="", help="where a pre-migration snapshot goes (a path without suffix)")
     args = parser.parse_args(argv)
     try:
@@ -421,6 +424,8 @@ def check(args: argparse.Namespace) -> int:
     (STATE / "overlay.json").write_text(json.dumps({
         "domain": args.domain,
         "media_root": str(shared / "media"),
+        "static_url": args.static_url,
+        "media_url": args.media_url,
         "skip": [name for name in args.overlay_skip.split(",") if name],
         "hsts": args.hsts == "on",
     }))  # fmt: skip
@@ -500,7 +505,7 @@ def check(args: argparse.Namespace) -> int:
     if status[:1] not in ("2", "3"):
         raise Refused(f"GET {args.health_path} with Host {args.domain} answered {status}: {summary(body)}")
     say(f"release check: GET {args.health_path} answered {status}")
-    (STATE / "assets").write_text("".join(f"{path}\n" for path in assets(settings)))
+    (STATE / "assets").write_text("".join(f"{path}\n" for path in assets(settings, args.static_url)))
     (STATE / "release.json").write_text(json.dumps({
         "project_dir": args.project_dir,
         "settings_module": settings_module,

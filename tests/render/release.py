@@ -90,6 +90,7 @@ class Release:
             "--health-path", path, "--wsgi", wsgi, "--overlay", "on" if overlay else "off", "--overlay-skip", skip,
             "--fail-on-debug", "yes" if fail_on_debug else "no", "--hsts", "on", "--shared", str(self.shared),
             "--database", self.settings.database, "--snapshot", str(self.snapshot_stem) if snapshot else "",
+            "--static-url", self.settings.static_url, "--media-url", self.settings.media_url,
         ]  # fmt: skip
         return subprocess.run(
             argv, cwd=self.dir, env=clean_env(), capture_output=True, text=True, timeout=180, check=False

@@ -393,6 +393,30 @@ def test_where_files_come_from_notices_a_wrong_location(
     assert found != FILES_FROM, found
 
 
+def test_static_and_media_are_served_at_the_urls_set(nginx: str, tmp_path: Path, echo_app: Path) -> None:
+    """staticUrl and mediaUrl move the two locations: the files are served there, and the default
+    paths reach the app like any other."""
+    s = make_settings(staticUrl="/assets/v2/", mediaUrl="/uploads/")
+    root = NginxPrefix(tmp_path, s)
+    _prepare_app(root, echo_app)
+    port = free_port()
+    conf = root.install(render.nginx_site(s, tls=False), tls=False, ports={80: port})
+    process = _start_nginx(nginx, root.prefix, conf, port)
+    try:
+        answers = {}
+        for path in ("/assets/v2/x.css", "/uploads/y.txt", "/static/x.css", "/media/y.txt"):
+            _status, headers, body = _get(port, path, s.domain)
+            answers[path] = "app" if headers.get("Content-Type") == "application/json" else body.decode()
+    finally:
+        stop_process(process)
+    assert answers == {
+        "/assets/v2/x.css": "body { color: teal; }\n",
+        "/uploads/y.txt": "uploaded by a user\n",
+        "/static/x.css": "app",
+        "/media/y.txt": "app",
+    }
+
+
 def test_http_site_serves_files_and_proxies_to_the_socket(
     nginx: str, short_tmp: Path, echo_app: Path, tmp_path: Path
 ) -> None:

@@ -207,9 +207,26 @@ def test_media_inside_the_release_without_the_overlay_is_linked_to_shared(tmp_pa
     result = release.run(overlay=False)
     assert (release.dir / "var" / "uploads").resolve() == release.shared / "media"
     assert (release.shared / "media" / "seed.txt").read_text() == "committed"
-    # /uploads/ is not where nginx serves them: one line says what to set.
+    # /uploads/ is not where nginx serves them: one line says what to set, in the project or here.
     assert result.returncode == 1
-    assert "MEDIA_URL is /uploads/ but nginx serves uploads at /media/" in result.stderr
+    assert (
+        "MEDIA_URL is /uploads/ but nginx serves uploads at /media/ (the mediaUrl setting): set MEDIA_URL = "
+        "'media/' in project/settings.py, or mediaUrl to /uploads/"
+    ) in result.stderr, result.stderr
+    # ...and with mediaUrl /uploads/ the project's own MEDIA_URL is what nginx serves: it passes.
+    kept = Release(tmp_path / "kept", FIXTURES / "environ-media", mediaUrl="/uploads/")
+    passed = kept.run(overlay=False)
+    assert passed.returncode == 0 and "MEDIA_URL" not in passed.stderr, passed.stdout + passed.stderr
+    assert (kept.dir / "var" / "uploads").resolve() == kept.shared / "media"
+
+
+def test_the_overlay_sets_static_and_media_urls_to_the_settings(tmp_path: Path) -> None:
+    release = Release(tmp_path, FIXTURES / "environ-media", staticUrl="/assets/", mediaUrl="/files/")
+    result = release.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "settings overlay: STATIC_URL: static/ -> /assets/ (where nginx serves them: staticUrl)" in result.stdout
+    assert "settings overlay: MEDIA_URL: /uploads/ -> /files/ (where nginx serves them: mediaUrl)" in result.stdout
+    assert all(path.startswith("/assets/") for path in release.assets()), release.assets()
 
 
 def test_the_settings_skip_list_names_exactly_the_overlays_overrides() -> None:

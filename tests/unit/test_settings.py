@@ -248,6 +248,11 @@ def test_accepted_values() -> None:
 
 def test_release_settings_accept_their_documented_values() -> None:
     s = load(keepReleases="1", healthCheckPath="/health/?full=1&x=%20", sharedPaths=[])
+    assert (s.static_url, s.media_url) == ("/static/", "/media/")  # the defaults
+    assert (load(staticUrl="/assets/v2/", mediaUrl="/uploads/").static_url, load(mediaUrl="/uploads/").media_url) == (
+        "/assets/v2/",
+        "/uploads/",
+    )
     assert (s.keep_releases, s.health_check_path, s.shared_paths) == (1, "/health/?full=1&x=%20", ())
     s = load(keepReleases="12", sharedPaths=["media", "data/uploads", "db.sqlite3", "private.d/keys", ".cache"])
     assert s.keep_releases == 12
@@ -695,6 +700,16 @@ BAD: list[Any] = [
     ({"healthCheckPath": ""}, "healthCheckPath", "''", "start with /"),
     ({"healthCheckPath": "health/"}, "healthCheckPath", "health/", "start with /"),
     ({"healthCheckPath": "https://blog.com/"}, "healthCheckPath", "https://blog.com/", "start with /"),
+    # staticUrl / mediaUrl: URL paths nginx serves files at, apart from each other
+    ({"staticUrl": "static/"}, "staticUrl", "static/", "start and end with /"),
+    ({"mediaUrl": "/uploads"}, "mediaUrl", "/uploads", "start and end with /"),
+    ({"mediaUrl": "/"}, "mediaUrl", "'/'", "start and end with /"),
+    ({"mediaUrl": "/up loads/"}, "mediaUrl", "/up loads/", "start and end with /"),
+    ({"mediaUrl": "/a/../b/"}, "mediaUrl", "/a/../b/", "start and end with /"),
+    ({"mediaUrl": "/x/;alias /etc/;/"}, "mediaUrl", "/x/;alias /etc/;/", "letters, digits"),
+    ({"mediaUrl": "https://cdn.blog.com/"}, "mediaUrl", "https://cdn.blog.com/", "start and end with /"),
+    ({"mediaUrl": "/static/media/"}, "mediaUrl", "/static/media/", "overlap"),
+    ({"staticUrl": "/media/"}, "mediaUrl", "/media/", "overlap"),
     ({"healthCheckPath": "/my health/"}, "healthCheckPath", "/my health/", "e.g. / or /health/"),
     ({"healthCheckPath": "/$(id)"}, "healthCheckPath", "/$(id)", "e.g. / or /health/"),
     ({"healthCheckPath": "/health/\n/admin/"}, "healthCheckPath", "/health/\\n/admin/", "one line"),
