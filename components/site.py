@@ -191,12 +191,21 @@ class DjangoSite(pulumi.ComponentResource):
             self.outputs["dataVolume"] = _data_volume_line(s, self.server.volume)
         if s.offsite is not None:
             self.outputs["offsiteRepository"] = s.offsite.repository
-            # `pulumi destroy` prints the stack's outputs as it deletes them: this line is what it says
-            # of the backups (pkg/backend/display/object_diff.go getResourceOutputsPropertiesString).
             self.outputs["offsiteBackups"] = (
                 f"restic repository {s.offsite.repository}: pulumi destroy never deletes it; reading it "
                 "needs the offsiteRepositoryPassword output (pulumi stack output --show-secrets "
                 "offsiteRepositoryPassword): keep a copy, destroy forgets it"
+            )
+            # What `pulumi destroy` shows of the backups, in its plan and as it runs: this resource's
+            # line, `django-vps:backup:OffsiteBackups blog-offsite-backups kept at sftp:... delete[retain]`
+            # (seen on the real CLI; it prints no stack outputs for a stack with components). A leaf
+            # component: another repository renames it, which deletes (retains) nothing real.
+            where = s.offsite.repository if "::" not in s.offsite.repository else "the offsiteRepository output"
+            pulumi.ComponentResource(
+                "django-vps:backup:OffsiteBackups",
+                f"{name}-offsite-backups kept at {where}",
+                None,
+                pulumi.ResourceOptions(parent=self, retain_on_delete=True),
             )
             if offsite_public_key is not None:
                 self.outputs["offsiteSshPublicKey"] = offsite_public_key

@@ -303,19 +303,18 @@ def test_destroy_keeps_the_off_site_backups_and_says_where(offsite: Offsite) -> 
     offsite.saved_password = offsite.stack.cli(
         "stack", "output", "offsiteRepositoryPassword", "--show-secrets"
     ).stdout.strip()
-    # What the teardown says when it runs (the CLI does not show a delete's output: the offsiteBackups
-    # output, below, is what destroy prints).
+    # What the teardown says when it runs (the CLI does not show a delete's output: the retained
+    # OffsiteBackups resource, below, is what destroy prints).
     state = offsite.stack.export()
     (teardown,) = [r for r in state["deployment"]["resources"] if r["urn"].endswith("-host-teardown-supervisor")]
     assert f"kept the off-site backups in {offsite.repository}" in teardown["inputs"]["delete"]
     before = sorted(offsite.repository_files())
     destroyed = offsite.stack.destroy(echo=None)
     assert set(destroyed.changes) == {"delete"}, destroyed.changes
-    # What `pulumi destroy` itself printed: the outputs it removed, this one among them.
-    lines = [line.strip() for line in destroyed.output.splitlines() if line.strip().startswith("- offsiteBackups")]
-    assert lines and f"restic repository {offsite.repository}: pulumi destroy never deletes it" in lines[0], (
-        destroyed.output[-3000:]
-    )
+    # What `pulumi destroy` itself printed: the repository's line, marked kept.
+    kept = f"django-vps:backup:OffsiteBackups {FIXTURE}-offsite-backups kept at {offsite.repository} deleting"
+    lines = [line for line in destroyed.output.splitlines() if kept in line]
+    assert lines and lines[0].rstrip().endswith("[retain]"), destroyed.output[-3000:]
     # Every file of the repository is still there (the config, the keys, the snapshots, the data).
     assert sorted(offsite.repository_files()) == before
     assert "config" in before and any(name.startswith("snapshots/") for name in before)

@@ -531,6 +531,11 @@ def test_offsite_backups_get_a_key_and_password_of_the_stack_kept_secret(run_sta
         "restic repository sftp:u1@u1.your-storagebox.de:django-vps/blog: pulumi destroy never deletes it"
     )
     assert generated not in run.exports["offsiteBackups"]
+    # The line `pulumi destroy` shows of them: a retained leaf component named after the repository.
+    kept = run.mocks.of_type("django-vps:backup:OffsiteBackups")
+    assert [(r.name, r.registration.retain_on_delete, r.registration.custom) for r in kept if r.registration] == [
+        ("blog-offsite-backups kept at sftp:u1@u1.your-storagebox.de:django-vps/blog", True, False)
+    ]
     assert run.exports["offsiteSshPublicKey"].startswith("ssh-ed25519 ")
     assert run.exports["__secret__"] == {"offsiteRepositoryPassword"}
 
