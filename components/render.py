@@ -670,7 +670,13 @@ def database_step(s: Settings) -> str:
 
 
 def env_step(s: Settings) -> str:
-    return render("host-env.sh.j2", **_paths(s), process_names=[name for name, _ in s.processes])
+    given = {name for name, _ in [*s.django_env, *s.django_secret_env]}
+    return render(
+        "host-env.sh.j2",
+        **_paths(s),
+        process_names=[name for name, _ in s.processes],
+        moves_to_postgresql=s.database == "postgresql" and "DATABASE_URL" not in given,
+    )
 
 
 def deploy_step(s: Settings) -> str:

@@ -124,10 +124,18 @@ if [ -e "$SANDBOX/sshd-rejects" ]; then echo "sshd_config.d/10-django-vps.conf: 
     "id": '[ -e "$SANDBOX/users/${{!#}}" ] && echo 1001',
     "getent": 'if [ "$1" = passwd ] && [ -e "$SANDBOX/users/$2" ]; then echo "$2:x:1001:1001::/home/$2:/bin/sh"; fi',
     "sleep": "",
+    # grep reads a file where the mirror has it (an argument naming a path that is there); a pattern
+    # or a path the mirror lacks goes as it is.
+    "grep": """args=()
+for arg in "$@"; do
+    case $arg in /*) if [ -e "$(map "$arg")" ]; then arg=$(map "$arg"); fi ;; esac
+    args+=("$arg")
+done
+exec {grep} "${{args[@]}}\"""",
 }
 
 # Read-only tools the scripts may use for real.
-_REAL = ("cat", "grep", "seq", "cut", "sh")
+_REAL = ("cat", "seq", "cut", "sh")
 
 
 def _real(name: str) -> str:
@@ -147,7 +155,7 @@ class Sandbox:
         (directory / "calls").touch()
         tools = {
             name: _real(name)
-            for name in ("mktemp", "chmod", "mv", "cp", "rm", "rmdir", "cmp", "stat", "mkdir", "cat", "openssl")
+            for name in ("mktemp", "chmod", "mv", "cp", "rm", "rmdir", "cmp", "stat", "mkdir", "cat", "openssl", "grep")
         }
         recorders = {**_RECORDERS, **dict.fromkeys(record, "")}
         for name, body in {**_FILE_TOOLS, **recorders}.items():

@@ -148,6 +148,7 @@ LAPTOP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbVpbLGh1qYPgLiSDwP5H94ryIq3a
             {
                 "packages_step",
                 "django_env",
+                "env_step",  # which then leaves a site on SQLite to its deploy (no reload)
                 "deploy.sh",
                 "deploy_step",
                 "backup.sh",

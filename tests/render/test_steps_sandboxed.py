@@ -192,6 +192,30 @@ def test_env_step_restarts_the_processes_only_when_the_env_changed(sandbox: Sand
     assert not [c for c in sandbox.calls("supervisorctl") if "restart" in c]
 
 
+def test_env_step_leaves_a_site_moving_to_postgresql_on_sqlite_until_its_deploy(sandbox: Sandbox) -> None:
+    """database sqlite -> postgresql: the new .env is written, but nothing reloads (the live release
+    would meet an empty PostgreSQL, or one it has no driver for): the deploy that follows moves the
+    data and reloads. Once on PostgreSQL, a changed .env reloads as usual."""
+    sqlite, postgresql = make_settings(), make_settings(database="postgresql")
+    hup = [*SUPERVISORCTL, "signal", "HUP", sqlite.app_name]
+    sandbox.run(render.env_step(sqlite), stdin=render.django_env(sqlite, "x" * 50, []))
+    sandbox.clear_calls()
+    moved = render.django_env(postgresql, "x" * 50, [])
+    result = sandbox.run(render.env_step(postgresql), stdin=moved)
+    assert sandbox.files() == {postgresql.env_file: moved}
+    assert hup not in sandbox.calls("supervisorctl"), "the live SQLite release was pointed at PostgreSQL"
+    assert "the database moves to PostgreSQL: the running site keeps SQLite until the deploy" in result.stdout
+    sandbox.clear_calls()
+    sandbox.run(render.env_step(postgresql), stdin=moved + "EXTRA=1\n")
+    assert hup in sandbox.calls("supervisorctl")
+    # The user's own DATABASE_URL is theirs to change: it reloads at once.
+    own = make_settings(database="postgresql", djangoEnv=["DATABASE_URL=postgres://db.internal/blog"])
+    sandbox.run(render.env_step(sqlite), stdin=render.django_env(sqlite, "x" * 50, []))
+    sandbox.clear_calls()
+    sandbox.run(render.env_step(own), stdin=render.django_env(own, "x" * 50, []))
+    assert hup in sandbox.calls("supervisorctl")
+
+
 def test_nginx_site_lifecycle(variant, sandbox: Sandbox) -> None:
     """nginx step (HTTP) -> certbot step (certificate, hook, HTTPS) -> nginx step again -> teardown."""
     s = variant
