@@ -164,16 +164,6 @@ class DjangoSite(pulumi.ComponentResource):
             "rollbackCommand": pulumi.Output.concat(
                 "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " -H ", s.deploy_script, " rollback"
             ),
-            # The scheduled commands' last runs (and `systemctl --failed` lists a failed one); sudo:
-            # the admin user is in group sudo, and the system journal is root's, adm's and
-            # systemd-journal's only.
-            "scheduleLogs": pulumi.Output.concat(
-                "ssh ",
-                connection.user,
-                "@",
-                connection.host,
-                f" sudo journalctl -u 'django-vps-{s.app_name}.*' -n 50 --no-pager",
-            ),
             "manageCommand": pulumi.Output.concat(
                 "ssh -t ", connection.user, "@", connection.host, " sudo django-vps-manage ", s.app_name
             ),
@@ -187,6 +177,17 @@ class DjangoSite(pulumi.ComponentResource):
                 "ssh ", connection.user, "@", connection.host, " sudo -u ", s.user, " -H ", s.backup_script, " list"
             ),
         }
+        if s.schedule:
+            # The scheduled commands' last runs (and `systemctl --failed` lists a failed one); sudo:
+            # the admin user is in group sudo, and the system journal is root's, adm's and
+            # systemd-journal's only. Only with a schedule: journalctl fails on a pattern no unit matches.
+            self.outputs["scheduleLogs"] = pulumi.Output.concat(
+                "ssh ",
+                connection.user,
+                "@",
+                connection.host,
+                f" sudo journalctl -u 'django-vps-{s.app_name}.*' -n 50 --no-pager",
+            )
         if self.server.volume is not None:
             self.outputs["dataVolume"] = _data_volume_line(s, self.server.volume)
         if s.offsite is not None:

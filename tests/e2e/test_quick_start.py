@@ -288,8 +288,8 @@ def test_the_admin_logs_in_with_the_host_key_from_the_outputs(newcomer: Newcomer
 
 
 def test_the_outputs_commands_work_from_the_users_machine(newcomer: Newcomer) -> None:
-    """*What you get*: deployCommand, rollbackCommand, manageCommand, backupCommand and scheduleLogs
-    run as `$(pulumi stack output NAME)` with the user's own key (pinned by step 6, above)."""
+    """*What you get*: deployCommand, rollbackCommand, manageCommand and backupCommand run as
+    `$(pulumi stack output NAME)` with the user's own key (pinned by step 6, above)."""
     deployed = newcomer.sh("$(pulumi stack output deployCommand)", timeout=300).stdout
     assert "==> deployed " in deployed, deployed
     rolled = newcomer.sh("$(pulumi stack output rollbackCommand)", timeout=300).stdout
@@ -297,9 +297,9 @@ def test_the_outputs_commands_work_from_the_users_machine(newcomer: Newcomer) ->
     migrations = newcomer.sh("$(pulumi stack output manageCommand) showmigrations").stdout
     assert "[X] 0001_initial" in migrations, migrations
     newcomer.sh("$(pulumi stack output backupCommand)")
-    logs = newcomer.sh("$(pulumi stack output scheduleLogs)")
-    # The admin user alone (group sudo) would be shown only its own journal, with this hint.
-    assert "not seeing messages" not in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+    # scheduleLogs only with a schedule (test_real_projects runs it): journalctl fails on a pattern
+    # that matches no unit ("Failed to add filter for units").
+    assert "scheduleLogs" not in newcomer.sh("pulumi stack output --json").stdout
 
 
 def test_no_secret_reached_the_transcript(newcomer: Newcomer) -> None:

@@ -231,6 +231,15 @@ def test_another_admin_user_is_made_logged_in_as_and_exported(run_stack) -> None
     assert run.exports["sshCommand"] == f"ssh ops@{SERVER_IPV4}"
 
 
+def test_schedule_logs_is_an_output_only_with_a_schedule(run_stack) -> None:
+    tick = [{"name": "tick", "on": "hourly", "command": "clearsessions"}]
+    run = run_stack(schedule=json.dumps(tick))
+    assert run.exports["scheduleLogs"] == (
+        f"ssh admin@{SERVER_IPV4} sudo journalctl -u 'django-vps-blog.*' -n 50 --no-pager"
+    )
+    assert "scheduleLogs" not in run_stack().exports
+
+
 def test_no_admin_keys_is_warned_about_once(run_stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pulumi.prod.yaml has no adminSshKeys: nobody could log in to operate the site. A warning, not
     a refusal (the workflow deploys without them); with a key, none."""
@@ -694,7 +703,7 @@ def test_prod_example_exports(run_stack) -> None:
         "deployCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/deploy.sh",
         "rollbackCommand": f"ssh admin@{SERVER_IPV4} sudo -u blog -H /opt/django-vps/blog/bin/deploy.sh rollback",
         "manageCommand": f"ssh -t admin@{SERVER_IPV4} sudo django-vps-manage blog",
-        "scheduleLogs": f"ssh admin@{SERVER_IPV4} sudo journalctl -u 'django-vps-blog.*' -n 50 --no-pager",
+        # no scheduleLogs: no schedule (journalctl fails on a pattern that matches no unit)
         "hostKey": host_key,
         "githubEnvironment": "prod",
         "githubSecrets": SECRET_NAMES,
