@@ -470,7 +470,7 @@ def redis_step(s: Settings) -> str:
         "host-redis.sh.j2",
         redis=s.redis,
         user=s.user,
-        programs=[s.app_name, *(f"{s.app_name}.{name}" for name, _ in s.processes)],
+        programs=(s.app_name, *s.process_programs),
         socket=REDIS_SOCKET,
         max_memory=s.redis_max_memory,
         policy=s.redis_eviction_policy,
@@ -674,7 +674,7 @@ def env_step(s: Settings) -> str:
     return render(
         "host-env.sh.j2",
         **_paths(s),
-        process_names=[name for name, _ in s.processes],
+        process_programs=s.process_programs,
         moves_to_postgresql=s.database == "postgresql" and "DATABASE_URL" not in given,
     )
 
