@@ -42,12 +42,13 @@ PIPENV_VERSION = "2026.10.3"
 # the app's environment in the process.
 WSGI_ENTRY = "django_vps_wsgi:application"
 ASGI_ENTRY = "django_vps_asgi:application"
-# gunicorn's worker class for server asgi, and what a release gets when the project has none.
-UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
+# gunicorn's worker class for server asgi (files/django_vps_uvicorn.py: uvicorn-worker's, with a stop
+# that answers the requests already sent), and what a release gets when the project has neither.
+UVICORN_WORKER = "django_vps_uvicorn.UvicornWorker"
 UVICORN_WORKER_VERSION = "0.4.0"
 UVICORN_VERSION = "0.54.0"
 # Copied into each release from root's directory by deploy.sh.
-RUNTIME_FILES = ("django_vps_wsgi.py", "django_vps_asgi.py", "django_vps_settings.py")
+RUNTIME_FILES = ("django_vps_wsgi.py", "django_vps_asgi.py", "django_vps_uvicorn.py", "django_vps_settings.py")
 # The admin's entry to every app's manage.py (sudo django-vps-manage APP ...).
 MANAGE_COMMAND = "/usr/local/bin/django-vps-manage"
 DNS_WAIT_ATTEMPTS = 60
@@ -184,6 +185,7 @@ def deploy_sh(s: Settings) -> str:
         pipenv_version=PIPENV_VERSION,
         uvicorn_worker_version=UVICORN_WORKER_VERSION,
         uvicorn_version=UVICORN_VERSION,
+        runtime_files=RUNTIME_FILES,
         keep_releases=s.keep_releases,
         shared_paths=s.shared_paths,
         supervisorctl=SUPERVISORCTL,

@@ -1490,7 +1490,7 @@ def _served_urls(reader: _Reader) -> tuple[str, str]:
 # Paths the release machinery owns: sharing them would break releases.
 RESERVED_RELEASE_PATHS = frozenset(
     {".env", ".venv", "static", "node_modules", "REVISION", ".git", ".django-vps", "django_vps_wsgi.py",
-     "django_vps_settings.py"}
+     "django_vps_asgi.py", "django_vps_uvicorn.py", "django_vps_settings.py"}
 )  # fmt: skip
 
 
