@@ -39,11 +39,15 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def prepare(release: Path, project_dir: str, settings_module: str, project_settings: str) -> None:
-    """The environment and import path of a Django process in `release`."""
+def prepare(
+    release: Path, project_dir: str, settings_module: str, project_settings: str, environment: dict[str, str]
+) -> None:
+    """The environment and import path of a Django process in `release`; `environment` is what the
+    release check found the project needs instead of the .env's values (release.json)."""
     env_file = release / ".env"
     if env_file.exists():
         os.environ.update(read_env_file(env_file))
+    os.environ.update(environment)
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     os.environ["DJANGO_VPS_PROJECT_SETTINGS"] = project_settings
     for path in (str(release), str((release / project_dir).resolve())):
@@ -55,7 +59,9 @@ def enter(release: Path = RELEASE) -> dict[str, str]:
     """The release's facts (release.json), with the process prepared for them: what gunicorn's entry
     points, management commands and the processes' launcher all start with."""
     facts = json.loads((release / ".django-vps" / "release.json").read_text())
-    prepare(release, facts["project_dir"], facts["settings_module"], facts["project_settings"])
+    prepare(
+        release, facts["project_dir"], facts["settings_module"], facts["project_settings"], facts.get("environment", {})
+    )
     return facts
 
 

@@ -43,6 +43,9 @@ _MISSING_ENV = (
 )
 
 
+_INT_OF_EMPTY = "invalid literal for int() with base 10: ''"
+
+
 class Refused(Exception):
     """The release must not go live: one line saying what to change."""
 
@@ -88,6 +91,24 @@ def import_failure(module: str, error: BaseException, failed: str = "failed to i
     lines = traceback.format_exception(error)
     tail = " | ".join(line.strip().replace("\n", " ") for line in lines[-3:])
     return Refused(f"the settings module {module} {failed}: {tail}")
+
+
+def debug_as_number(module: str, error: BaseException) -> dict[str, str]:
+    """{"DEBUG": "0"} when the settings fail only because they convert DEBUG with int()
+    (`int(os.environ.get("DEBUG", 0))`): django-vps writes it empty, which is off for every other usual
+    reader but not a number. Any other failure is the import's one line."""
+    if not (isinstance(error, ValueError) and str(error) == _INT_OF_EMPTY and os.environ.get("DEBUG") == ""):
+        raise import_failure(module, error) from None
+    os.environ["DEBUG"] = "0"
+    try:
+        importlib.import_module(module)  # (a module that failed to import is not in sys.modules)
+    except Exception:
+        raise import_failure(module, error) from None
+    say(
+        f"DEBUG: the settings ({settings_file(module)}) convert it with int(), which fails on the empty value "
+        "django-vps writes (off for every other usual reader): DEBUG=0 in this release's processes"
+    )
+    return {"DEBUG": "0"}
 
 
 def inside(path: Path, top: Path) -> bool:
@@ -430,11 +451,12 @@ def check(args: argparse.Namespace) -> int:
         "hsts": args.hsts == "on",
     }))  # fmt: skip
     # The working directory stays the release's top, as gunicorn's (--chdir current).
-    django_vps_wsgi.prepare(RELEASE, args.project_dir, settings_module, project_settings)
+    django_vps_wsgi.prepare(RELEASE, args.project_dir, settings_module, project_settings, {})
+    environment: dict[str, str] = {}
     try:
         importlib.import_module(project_settings)
     except Exception as error:  # the project's code: anything can fail
-        raise import_failure(project_settings, error) from None
+        environment = debug_as_number(project_settings, error)
     if overlay:
         try:
             overlay_module = importlib.import_module(settings_module)
@@ -510,6 +532,7 @@ def check(args: argparse.Namespace) -> int:
         "project_dir": args.project_dir,
         "settings_module": settings_module,
         "project_settings": project_settings,
+        "environment": environment,
         "wsgi_application": target,
         "asgi_application": asgi,
         "static_root": str(settings.STATIC_ROOT),

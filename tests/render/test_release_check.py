@@ -261,3 +261,39 @@ def test_management_commands_run_with_the_environment_and_settings_gunicorn_has(
         str(release.shared / "db.sqlite3"),
         "0",
     ]
+
+
+def _debug_read_with_int(release: Release, line: str) -> None:
+    settings = release.dir / "mysite" / "settings.py"
+    text = settings.read_text()
+    assert "DEBUG = os.environ.get('DEBUG', 'True') == 'True'" in text
+    settings.write_text(text.replace("DEBUG = os.environ.get('DEBUG', 'True') == 'True'", line))
+
+
+def test_debug_converted_with_int_gets_zero_in_every_process_of_the_release(tmp_path: Path) -> None:
+    """The tutorials' `DEBUG = int(os.environ.get("DEBUG", 0))` fails on the empty DEBUG the .env has
+    (off for every other reader): the release gets DEBUG=0, said once, and its processes have it."""
+    release = Release(tmp_path, FIXTURES / "startproject-whitenoise")
+    _debug_read_with_int(release, 'DEBUG = int(os.environ.get("DEBUG", 0))')
+    result = release.run()
+    assert result.returncode == 0, result.stderr
+    assert _lines(result, "==> DEBUG:") == [
+        " the settings (mysite/settings.py) convert it with int(), which fails on the empty value "
+        "django-vps writes (off for every other usual reader): DEBUG=0 in this release's processes"
+    ]
+    assert release.facts()["environment"] == {"DEBUG": "0"}
+    shell = release.manage(
+        "shell", "-c", "import os; from django.conf import settings; print(repr(os.environ['DEBUG']), settings.DEBUG)"
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines()[-1] == "'0' 0"  # int("0"): off
+
+
+def test_another_empty_variable_converted_with_int_is_the_imports_one_line(tmp_path: Path) -> None:
+    release = Release(tmp_path, FIXTURES / "startproject-whitenoise", env=[("EMAIL_PORT", "")])
+    _debug_read_with_int(release, 'DEBUG = False\nEMAIL_PORT = int(os.environ["EMAIL_PORT"])')
+    result = release.run()
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("release check: the settings module mysite.settings failed to import: ")
+    assert line.endswith("ValueError: invalid literal for int() with base 10: ''"), line
