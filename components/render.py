@@ -127,6 +127,7 @@ def _paths(s: Settings) -> dict[str, object]:
         "current_dir": s.current_dir,
         "shared_dir": s.shared_dir,
         "env_file": s.env_file,
+        "pending_env_file": s.pending_env_file,
         "domain": s.domain,
         "opt_root": OPT_ROOT,
         "opt_dir": s.opt_dir,

@@ -495,6 +495,12 @@ class Settings:
         return f"{self.shared_dir}/.env"
 
     @property
+    def pending_env_file(self) -> str:
+        """The .env of a site moving from SQLite to PostgreSQL, until the deploy that moves the data
+        (files/host-env.sh.j2, deploy.sh); redact.py reads it beside the .env."""
+        return f"{self.env_file}.pending"
+
+    @property
     def opt_dir(self) -> str:
         """Root's directory for the app: what root runs, or configures a daemon of root's with, lives
         here, outside the app user's home (the app user could replace anything there)."""

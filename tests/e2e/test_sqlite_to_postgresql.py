@@ -4,7 +4,9 @@ on Debian 13 (Debian 12's run in test_offsite.py): rows and an upload, the timer
 database file corrupted and the upload deleted, `backup.sh restore`, everything back. Then
 `database: postgresql` and one `pulumi up`: its deploy moves the SQLite data into PostgreSQL with the
 app stopped for the copy, the same rows (and new ones after them) are served from PostgreSQL, the
-upload stays, the SQLite file is kept under another name and no later deploy moves anything."""
+upload stays, the SQLite file is kept under another name and no later deploy moves anything. Before
+that, the same up with a commit whose release fails its check: refused before the move, and the site
+stays on SQLite even when restarted (the .env on PostgreSQL waits for the deploy that moves)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from pulumi import automation as auto
 
 from tests.e2e.cli import CliStack
 from tests.e2e.site import FIXTURES, _plain
 from tests.e2e.testhost import Lab, Server
+from tests.e2e.testhost.forge import Forge
 from tests.e2e.testhost.image import build_image
 from tests.support.figures import figure
 
@@ -40,6 +44,7 @@ UPLOAD = "an upload that outlives the database's move\n"
 class Site:
     server: Server
     stack: CliStack
+    forge: Forge
     config: dict[str, str]
     cafile: str
     upload_url: str = ""
@@ -99,7 +104,7 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         stack.up(echo=None)
         cafile = tmp_path_factory.mktemp("ca") / "root.pem"
         cafile.write_text(lab.acme_ca_pem())
-        yield Site(server, stack, config, str(cafile))
+        yield Site(server, stack, forge, config, str(cafile))
     finally:
         github.stop()
         lab.remove("moving")
@@ -154,7 +159,20 @@ def test_sqlite_on_debian_13_the_timers_backup_restores_a_corrupted_database_and
 
 def test_switched_to_postgresql_one_up_moves_the_sites_rows_there(site: Site) -> None:
     assert site.https("/rows/", {"text": "written just before the switch"}) == "rows 3"
+    # The switch with a commit whose page fails: refused by the release check, before anything moved.
+    page = "notes/templates/notes/index.html"
+    site.forge.push_commit("moving", {page: "{% if %}a broken page{% endif %}\n"}, "A page that fails")
     site.stack.configure({"database": "postgresql"})
+    with pytest.raises(auto.CommandError) as refused:
+        site.stack.up(echo=None)
+    assert "did not pass its check" in str(refused.value), str(refused.value)[-3000:]
+    assert f"the new .env waits as {SHARED}/.env.pending" in site.step_output("env")
+    urls = site.server.run(f"grep -h ^DATABASE_URL= {SHARED}/.env {SHARED}/.env.pending", check=True).stdout.split()
+    assert [url.split(":")[0] for url in urls] == ["DATABASE_URL=sqlite", "DATABASE_URL=postgres"], urls
+    # Restarted (as a reboot would), the live release still reads SQLite's .env: the same rows.
+    site.server.run(f"supervisorctl restart {FIXTURE}", check=True)
+    assert site.https("/rows/") == "rows 3"
+    site.forge.push_commit("moving", {page: (FIXTURES / FIXTURE / page).read_text()}, "The page again")
     site.stack.up(echo=None)
     deploy = site.step_output("deploy")
     assert f"==> database postgresql: moving {SHARED}/db.sqlite3 into PostgreSQL" in deploy, deploy
@@ -174,6 +192,9 @@ def test_switched_to_postgresql_one_up_moves_the_sites_rows_there(site: Site) ->
     assert site.https("/rows/", {"text": "the first on PostgreSQL"}) == "rows 4"
     assert site.sql("SELECT id FROM notes_note WHERE text = 'the first on PostgreSQL'").strip() == "4"
     assert site.https(site.upload_url) == UPLOAD
+    # The waiting .env is the site's now.
+    assert site.server.run(f"test -e {SHARED}/.env.pending").returncode == 1
+    assert site.server.run(f"grep -c ^DATABASE_URL=postgres: {SHARED}/.env", check=True).stdout.strip() == "1"
     # The SQLite file: renamed, still the app user's (and still holding the rows), never read again.
     assert site.server.run(f"test -e {SHARED}/db.sqlite3").returncode == 1
     assert site.server.run(f"stat -c %U {kept.group(1)}", check=True).stdout.strip() == FIXTURE

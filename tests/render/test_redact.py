@@ -49,3 +49,12 @@ def test_a_missing_env_file_says_so_and_passes_the_output_through(tmp_path: Path
         input="hello\n", text=True, capture_output=True, check=True,
     )  # fmt: skip
     assert done.stdout == "hello\n" and "secrets are not masked" in done.stderr
+
+
+def test_the_env_waiting_for_a_move_to_postgresql_is_masked_too(tmp_path: Path) -> None:
+    """A deploy that moves the site to PostgreSQL runs with .env.pending (files/host-env.sh.j2): its
+    secrets, such as one added with the move, are masked as the .env's are."""
+    added = "pg-only-secret-value"
+    (tmp_path / ".env.pending").write_text(f"SECRET_KEY={SECRET_KEY}\nMAIL_PASSWORD={added}\n")
+    output = redact(tmp_path, f"{added} {SECRET_KEY} {API_TOKEN}\n", "SECRET_KEY", "MAIL_PASSWORD", "API_TOKEN")
+    assert output == "[secret MAIL_PASSWORD] [secret SECRET_KEY] [secret API_TOKEN]\n"

@@ -193,24 +193,41 @@ def test_env_step_restarts_the_processes_only_when_the_env_changed(sandbox: Sand
 
 
 def test_env_step_leaves_a_site_moving_to_postgresql_on_sqlite_until_its_deploy(sandbox: Sandbox) -> None:
-    """database sqlite -> postgresql: the new .env is written, but nothing reloads (the live release
-    would meet an empty PostgreSQL, or one it has no driver for): the deploy that follows moves the
-    data and reloads. Once on PostgreSQL, a changed .env reloads as usual."""
+    """database sqlite -> postgresql: the site's .env stays SQLite's and nothing reloads (the live
+    release, reloaded or rebooted, would meet an empty PostgreSQL, or one it has no driver for); the
+    new .env waits beside it for the deploy that moves the data (deploy.sh makes it the .env at the
+    switch). Once on PostgreSQL, a changed .env reloads as usual; a move given up leaves none waiting."""
     sqlite, postgresql = make_settings(), make_settings(database="postgresql")
     hup = [*SUPERVISORCTL, "signal", "HUP", sqlite.app_name]
-    sandbox.run(render.env_step(sqlite), stdin=render.django_env(sqlite, "x" * 50, []))
+    on_sqlite = render.django_env(sqlite, "x" * 50, [])
+    sandbox.run(render.env_step(sqlite), stdin=on_sqlite)
     sandbox.clear_calls()
     moved = render.django_env(postgresql, "x" * 50, [])
     result = sandbox.run(render.env_step(postgresql), stdin=moved)
-    assert sandbox.files() == {postgresql.env_file: moved}
+    assert sandbox.files() == {postgresql.env_file: on_sqlite, postgresql.pending_env_file: moved}
+    assert sandbox.meta(postgresql.pending_env_file)[0] == "0600"
     assert hup not in sandbox.calls("supervisorctl"), "the live SQLite release was pointed at PostgreSQL"
-    assert "the database moves to PostgreSQL: the running site keeps SQLite until the deploy" in result.stdout
-    sandbox.clear_calls()
+    assert (
+        "the database moves to PostgreSQL: the site keeps SQLite and its .env until a deploy has moved the data; "
+        f"the new .env waits as {postgresql.pending_env_file}"
+    ) in result.stdout
+    # Another up before that deploy: the waiting .env follows the settings, the live one stays.
     sandbox.run(render.env_step(postgresql), stdin=moved + "EXTRA=1\n")
+    assert sandbox.files() == {postgresql.env_file: on_sqlite, postgresql.pending_env_file: moved + "EXTRA=1\n"}
+    assert hup not in sandbox.calls("supervisorctl")
+    # The deploy moved the data and made the waiting .env the site's (take_pending_env in deploy.sh).
+    (sandbox.root / postgresql.pending_env_file.lstrip("/")).replace(sandbox.root / postgresql.env_file.lstrip("/"))
+    sandbox.run(render.env_step(postgresql), stdin=moved)
     assert hup in sandbox.calls("supervisorctl")
+    assert sandbox.files() == {postgresql.env_file: moved}
+    # A move given up before its deploy: back on sqlite, nothing waits.
+    sandbox.run(render.env_step(sqlite), stdin=on_sqlite)
+    sandbox.run(render.env_step(postgresql), stdin=moved)
+    assert postgresql.pending_env_file in sandbox.files()
+    sandbox.run(render.env_step(sqlite), stdin=on_sqlite)
+    assert sandbox.files() == {sqlite.env_file: on_sqlite}
     # The user's own DATABASE_URL is theirs to change: it reloads at once.
     own = make_settings(database="postgresql", djangoEnv=["DATABASE_URL=postgres://db.internal/blog"])
-    sandbox.run(render.env_step(sqlite), stdin=render.django_env(sqlite, "x" * 50, []))
     sandbox.clear_calls()
     sandbox.run(render.env_step(own), stdin=render.django_env(own, "x" * 50, []))
     assert hup in sandbox.calls("supervisorctl")
