@@ -8,6 +8,7 @@ loads the class the way run.sh starts it and keeps answering through graceful re
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import socket
@@ -35,6 +36,13 @@ async def hello(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     await send({"type": "http.response.body", "body": b"hello"})
 
 
+def _run(coroutine):  # type: ignore[no-untyped-def]
+    """asyncio.run in a thread of its own: in this one it would leave no event loop for the Pulumi
+    mock tests that run after it in the same worker (asyncio.run unsets the thread's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_the_pins_are_the_releases() -> None:
     import importlib.metadata
 
@@ -54,7 +62,7 @@ async def _answer_after_stop(server_class: type[Server], http: str, socket_path:
     reader, writer = await asyncio.open_unix_connection(str(socket_path))
     while not server.server_state.connections:
         await asyncio.sleep(0.001)
-    server.should_exit = True  # what SIGTERM from gunicorn's master does (Server.handle_exit)
+    server.should_exit = True  # what SIGTERM does (Server.handle_exit; signals are the main thread's)
     await asyncio.sleep(0.3)  # main_loop's tick (0.1 s) has begun the shutdown
     try:
         writer.write(REQUEST)
@@ -69,13 +77,13 @@ async def _answer_after_stop(server_class: type[Server], http: str, socket_path:
 
 @pytest.mark.parametrize("http", ["h11", "httptools"])
 def test_a_request_on_a_connection_accepted_before_the_stop_is_answered(http: str, tmp_path: Path) -> None:
-    answer = asyncio.run(_answer_after_stop(worker_module.GracefulServer, http, tmp_path / "app.sock"))
+    answer = _run(_answer_after_stop(worker_module.GracefulServer, http, tmp_path / "app.sock"))
     assert answer.startswith(b"HTTP/1.1 200 ") and b"hello" in answer, answer
 
 
 @pytest.mark.parametrize("http", ["h11", "httptools"])
 def test_control_uvicorns_own_server_closes_that_connection_unanswered(http: str, tmp_path: Path) -> None:
-    assert asyncio.run(_answer_after_stop(Server, http, tmp_path / "app.sock")) == b""
+    assert _run(_answer_after_stop(Server, http, tmp_path / "app.sock")) == b""
 
 
 def test_an_idle_connection_does_not_hold_the_stop_for_long(tmp_path: Path) -> None:
@@ -94,7 +102,7 @@ def test_an_idle_connection_does_not_hold_the_stop_for_long(tmp_path: Path) -> N
         writer.close()
         return time.monotonic() - started
 
-    assert asyncio.run(stop_with_a_silent_client()) < worker_module.REQUEST_START_SECONDS + 1
+    assert _run(stop_with_a_silent_client()) < worker_module.REQUEST_START_SECONDS + 1
 
 
 def _get(socket_path: Path) -> bytes:
