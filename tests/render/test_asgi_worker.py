@@ -52,16 +52,22 @@ def test_the_pins_are_the_releases() -> None:
     assert "django_vps_uvicorn.py" in render.RUNTIME_FILES
 
 
-async def _answer_after_stop(server_class: type[Server], http: str, socket_path: Path) -> bytes:
-    """Connect, let the server accept, stop it, then send the request: what comes back."""
-    config = uvicorn.Config(hello, uds=str(socket_path), http=http, lifespan="off", log_level="warning")
-    server = server_class(config)
+async def _accepted(server: Server, socket_path: Path):  # type: ignore[no-untyped-def]
+    """Serve, connect, and wait until the server has accepted: (the serving task, reader, writer)."""
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
     reader, writer = await asyncio.open_unix_connection(str(socket_path))
     while not server.server_state.connections:
         await asyncio.sleep(0.001)
+    return serving, reader, writer
+
+
+async def _answer_after_stop(server_class: type[Server], http: str, socket_path: Path) -> bytes:
+    """Connect, let the server accept, stop it, then send the request: what comes back."""
+    config = uvicorn.Config(hello, uds=str(socket_path), http=http, lifespan="off", log_level="warning")
+    server = server_class(config)
+    serving, reader, writer = await _accepted(server, socket_path)
     server.should_exit = True  # what SIGTERM does (Server.handle_exit; signals are the main thread's)
     await asyncio.sleep(0.3)  # main_loop's tick (0.1 s) has begun the shutdown
     try:
@@ -90,12 +96,7 @@ def test_an_idle_connection_does_not_hold_the_stop_for_long(tmp_path: Path) -> N
     async def stop_with_a_silent_client() -> float:
         socket_path = tmp_path / "app.sock"
         server = worker_module.GracefulServer(uvicorn.Config(hello, uds=str(socket_path), lifespan="off"))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
-        _, writer = await asyncio.open_unix_connection(str(socket_path))
-        while not server.server_state.connections:
-            await asyncio.sleep(0.001)
+        serving, _, writer = await _accepted(server, socket_path)
         started = time.monotonic()
         server.should_exit = True
         await asyncio.wait_for(serving, timeout=10)
